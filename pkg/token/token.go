@@ -1,0 +1,184 @@
+// Package token verifies and mints the JWTs of PROTOCOL.md ("Identities and
+// tokens"). The accepted algorithm is pinned by configuration, exp is always
+// required, and the role and subject are checked here so that callers only
+// see well-formed claims. A Verifier is safe for concurrent use.
+package token
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"orderpush/pkg/wire"
+)
+
+// Roles a token may carry.
+const (
+	RoleMerchant = "merchant"
+	RoleMember   = "member"
+	RoleService  = "service"
+)
+
+// MinSecretLen is the shortest HS256 secret accepted.
+const MinSecretLen = 32
+
+// Claims are the claims of every token of the system.
+type Claims struct {
+	Role string `json:"role"`
+	jwt.RegisteredClaims
+}
+
+// ErrInvalid is wrapped by every verification failure. Its message is safe to
+// show to the client; it never contains the token.
+var ErrInvalid = errors.New("invalid token")
+
+// Config selects the key and the checks. Exactly one of Secret and
+// PublicKeyFile is set.
+type Config struct {
+	Secret        []byte // JWT_SECRET: HS256
+	PublicKeyFile string // JWT_PUBLIC_KEY_FILE: RS256 (RSA) or EdDSA (Ed25519), PEM
+	Issuer        string // JWT_ISSUER: checked when set
+	Audience      string // JWT_AUDIENCE: checked when set
+}
+
+// Verifier checks tokens against one Config.
+type Verifier struct {
+	parser *jwt.Parser
+	key    any
+}
+
+// NewVerifier validates cfg and returns a Verifier.
+func NewVerifier(cfg Config) (*Verifier, error) {
+	var alg string
+	var key any
+	switch {
+	case len(cfg.Secret) > 0 && cfg.PublicKeyFile != "":
+		return nil, errors.New("set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both")
+	case cfg.PublicKeyFile != "":
+		pub, err := readPublicKey(cfg.PublicKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("JWT_PUBLIC_KEY_FILE: %w", err)
+		}
+		switch pub.(type) {
+		case *rsa.PublicKey:
+			alg = jwt.SigningMethodRS256.Alg()
+		case ed25519.PublicKey:
+			alg = jwt.SigningMethodEdDSA.Alg()
+		default:
+			return nil, fmt.Errorf("JWT_PUBLIC_KEY_FILE: unsupported key type %T (want RSA or Ed25519)", pub)
+		}
+		key = pub
+	case len(cfg.Secret) >= MinSecretLen:
+		alg, key = jwt.SigningMethodHS256.Alg(), cfg.Secret
+	case len(cfg.Secret) > 0:
+		return nil, fmt.Errorf("JWT_SECRET: must be at least %d bytes", MinSecretLen)
+	default:
+		return nil, errors.New("JWT_SECRET: required (or JWT_PUBLIC_KEY_FILE)")
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods([]string{alg}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(5 * time.Second),
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	return &Verifier{parser: jwt.NewParser(opts...), key: key}, nil
+}
+
+func readPublicKey(path string) (crypto.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	return x509.ParsePKIXPublicKey(block.Bytes)
+}
+
+// Verify parses raw, checks signature, algorithm, expiry, issuer, audience,
+// role and subject, and returns the claims. Errors wrap ErrInvalid.
+func (v *Verifier) Verify(raw string) (Claims, error) {
+	if raw == "" {
+		return Claims{}, fmt.Errorf("%w: missing token", ErrInvalid)
+	}
+	if len(raw) > 8<<10 {
+		return Claims{}, fmt.Errorf("%w: token too long", ErrInvalid)
+	}
+	var c Claims
+	if _, err := v.parser.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return v.key, nil }); err != nil {
+		return Claims{}, fmt.Errorf("%w: %s", ErrInvalid, reason(err))
+	}
+	switch c.Role {
+	case RoleMerchant:
+		if !wire.ValidMerchantID(c.Subject) {
+			return Claims{}, fmt.Errorf("%w: sub is not a valid merchant id", ErrInvalid)
+		}
+	case RoleMember:
+		if !wire.ValidUserID(c.Subject) {
+			return Claims{}, fmt.Errorf("%w: sub is not a valid user id", ErrInvalid)
+		}
+	case RoleService:
+		if c.Subject == "" {
+			return Claims{}, fmt.Errorf("%w: sub is required", ErrInvalid)
+		}
+	default:
+		return Claims{}, fmt.Errorf("%w: unknown role", ErrInvalid)
+	}
+	return c, nil
+}
+
+// reason turns a jwt error into a short message without token material.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token is expired"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "exp is required"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "signature is invalid"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "token is malformed"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "wrong issuer"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "wrong audience"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return "token is not valid yet"
+	case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "signing method not accepted"
+	default:
+		return "token is invalid"
+	}
+}
+
+// Mint signs an HS256 token for tests, tools and service calls.
+func Mint(secret []byte, role, sub string, ttl time.Duration) (string, error) {
+	return MintClaims(secret, Claims{Role: role, RegisteredClaims: jwt.RegisteredClaims{
+		Subject:   sub,
+		IssuedAt:  jwt.NewNumericDate(time.Now()),
+		ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl)),
+	}})
+}
+
+// MintClaims signs arbitrary claims with HS256.
+func MintClaims(secret []byte, c Claims) (string, error) {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+	if err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	return s, nil
+}

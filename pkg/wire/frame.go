@@ -1,0 +1,167 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Event names of server frames (PROTOCOL.md, "Merchant socket").
+const (
+	EventHello          = "hello"
+	EventOrder          = "order"
+	EventOrderProcessed = "order.processed"
+	EventNotice         = "notice"
+	EventResync         = "resync"
+	EventPong           = "pong"
+	EventError          = "error"
+)
+
+// Event names of client frames.
+const (
+	EventPing    = "ping"
+	EventProcess = "process"
+)
+
+// NewOrderMsg is the message shown to a merchant for a new order, as the
+// original design worded it.
+const NewOrderMsg = "您收到一条新订单，赶快去处理吧"
+
+// MaxFrameSize is the largest client frame a gateway reads; a larger one
+// closes the socket with 1009.
+const MaxFrameSize = 64 << 10
+
+// Frame is one server frame. Seq is zero for frames outside the merchant's
+// stream (hello, notice, resync, pong, error) and is then omitted. TS is the
+// publish time in Unix milliseconds, set by publishers for lag metrics.
+type Frame struct {
+	Event string          `json:"event"`
+	Seq   uint64          `json:"seq,omitempty"`
+	TS    int64           `json:"ts,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+// HelloData is the data of hello and resync frames.
+type HelloData struct {
+	ConnID     string `json:"connId"`
+	MerchantID string `json:"merchantId"`
+	Node       string `json:"node"`
+	Seq        uint64 `json:"seq"`
+	OrderSum   int64  `json:"orderSum"`
+}
+
+// OrderData is the data of order and order.processed frames. Msg is set only
+// on order frames.
+type OrderData struct {
+	OrderSum int64  `json:"orderSum"`
+	Msg      string `json:"msg,omitempty"`
+	Order    Order  `json:"order"`
+}
+
+// NoticeData is the data of a notice frame.
+type NoticeData struct {
+	Msg string `json:"msg"`
+}
+
+// ErrorData is the data of an error frame and the body of an HTTP error.
+type ErrorData struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Encode returns the JSON encoding of a frame whose data is v.
+func Encode(event string, seq uint64, ts int64, v any) ([]byte, error) {
+	data, err := jsonMarshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s data: %w", event, err)
+	}
+	return jsonMarshal(Frame{Event: event, Seq: seq, TS: ts, Data: data})
+}
+
+// MustEncode is Encode for values that always marshal (the types of this
+// package); it panics only on a programming error.
+func MustEncode(event string, seq uint64, ts int64, v any) []byte {
+	b, err := Encode(event, seq, ts, v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// ErrorFrame returns an error frame.
+func ErrorFrame(code, msg string) []byte {
+	return MustEncode(EventError, 0, 0, ErrorData{Code: code, Message: msg})
+}
+
+// Head is what a gateway needs to route a frame it did not build: the event
+// name and its place in the merchant's stream.
+type Head struct {
+	Event string `json:"event"`
+	Seq   uint64 `json:"seq"`
+	TS    int64  `json:"ts"`
+}
+
+// ErrBadFrame is wrapped by every frame parsing error.
+var ErrBadFrame = errors.New("bad frame")
+
+// ParseHead reads the head of a server frame as published on a merchant
+// channel. It rejects anything that is not a JSON object with an event name,
+// so a gateway never forwards garbage to sockets.
+func ParseHead(b []byte) (Head, error) {
+	var h Head
+	if err := json.Unmarshal(b, &h); err != nil {
+		return Head{}, fmt.Errorf("%w: %v", ErrBadFrame, err)
+	}
+	if h.Event == "" {
+		return Head{}, fmt.Errorf("%w: no event", ErrBadFrame)
+	}
+	return h, nil
+}
+
+// ClientFrame is a frame a merchant socket sends.
+type ClientFrame struct {
+	Event string
+	// OrderNo is set for process frames.
+	OrderNo string
+}
+
+// ParseClient parses and validates a client frame: ping, or process with a
+// well-formed order number. Errors wrap ErrBadFrame and are meant for the
+// client's error frame.
+func ParseClient(b []byte) (ClientFrame, error) {
+	var f struct {
+		Event string          `json:"event"`
+		Data  json.RawMessage `json:"data"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return ClientFrame{}, fmt.Errorf("%w: %v", ErrBadFrame, err)
+	}
+	if dec.More() {
+		return ClientFrame{}, fmt.Errorf("%w: trailing data", ErrBadFrame)
+	}
+	switch f.Event {
+	case EventPing:
+		return ClientFrame{Event: EventPing}, nil
+	case EventProcess:
+		var d struct {
+			OrderNo string `json:"orderNo"`
+		}
+		dd := json.NewDecoder(bytes.NewReader(f.Data))
+		dd.DisallowUnknownFields()
+		if len(f.Data) == 0 || dd.Decode(&d) != nil {
+			return ClientFrame{}, fmt.Errorf("%w: process needs data {\"orderNo\":\"...\"}", ErrBadFrame)
+		}
+		if !ValidOrderNo(d.OrderNo) {
+			return ClientFrame{}, fmt.Errorf("%w: malformed orderNo", ErrBadFrame)
+		}
+		return ClientFrame{Event: EventProcess, OrderNo: d.OrderNo}, nil
+	case "":
+		return ClientFrame{}, fmt.Errorf("%w: no event", ErrBadFrame)
+	default:
+		return ClientFrame{}, fmt.Errorf("%w: unknown event %s", ErrBadFrame, strconv.Quote(f.Event))
+	}
+}

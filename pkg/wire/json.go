@@ -1,0 +1,18 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// jsonMarshal is json.Marshal without HTML escaping, so frames carry "<", ">"
+// and "&" as written.
+func jsonMarshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
