@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -148,6 +149,10 @@ func reason(err error) string {
 		return "token is expired"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		return "exp is required"
+	case strings.Contains(err.Error(), "signing method"):
+		// golang-jwt reports a refused algorithm as an invalid signature;
+		// say which it is, since that is the client's mistake to fix.
+		return "signing method not accepted"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return "signature is invalid"
 	case errors.Is(err, jwt.ErrTokenMalformed):
@@ -158,8 +163,8 @@ func reason(err error) string {
 		return "wrong audience"
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return "token is not valid yet"
-	case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return "signing method not accepted"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "token is unverifiable"
 	default:
 		return "token is invalid"
 	}

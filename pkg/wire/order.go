@@ -83,7 +83,6 @@ func (c *Cents) UnmarshalJSON(b []byte) error {
 
 // ParseCents parses a JSON number text as an amount in cents.
 func ParseCents(b []byte) (Cents, error) {
-	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] == '-' {
 		return 0, ErrBadPrice
 	}

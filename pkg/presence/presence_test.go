@@ -1,0 +1,80 @@
+package presence_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"orderpush/pkg/presence"
+	"orderpush/pkg/redistest"
+)
+
+func TestOnlineAndLocate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o, err := redis.ParseURL(redistest.SharedURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	r := presence.New(rdb, 500*time.Millisecond)
+	m, a, b := redistest.Unique("m"), redistest.Unique("node-a"), redistest.Unique("node-b")
+
+	if n, err := r.Online(ctx, m); err != nil || n != 0 {
+		t.Fatalf("online of unknown merchant: %d %v", n, err)
+	}
+	for _, n := range []string{a, b} {
+		if err := r.Beat(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca1, ca2, cb := redistest.Unique("c"), redistest.Unique("c"), redistest.Unique("c")
+	for conn, node := range map[string]string{ca1: a, ca2: a, cb: b} {
+		if err := r.Add(ctx, conn, m, node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := r.Online(ctx, m); n != 3 {
+		t.Fatalf("online = %d, want 3", n)
+	}
+	c, ok, err := r.Locate(ctx, cb)
+	if err != nil || !ok || c.Node != b || c.MerchantID != m {
+		t.Fatalf("Locate = %+v %v %v", c, ok, err)
+	}
+	if err := r.Remove(ctx, ca2, m); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := r.Online(ctx, m); n != 2 {
+		t.Fatalf("online after remove = %d, want 2", n)
+	}
+	if _, ok, _ := r.Locate(ctx, ca2); ok {
+		t.Fatal("removed conn located")
+	}
+	// Node a leaves; node b stops beating and expires.
+	if err := r.Leave(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := r.Online(ctx, m); n != 1 {
+		t.Fatalf("online after leave = %d, want 1", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := r.Online(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead node still counted: %d", n)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval under a deadline
+	}
+	if _, ok, _ := r.Locate(ctx, cb); ok {
+		t.Fatal("conn on dead node located")
+	}
+}
