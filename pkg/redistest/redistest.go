@@ -25,6 +25,8 @@ type Server struct {
 	bin  string
 	dir  string
 	Port int
+	// extra are more redis-server arguments (cluster mode).
+	extra []string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -34,17 +36,22 @@ type Server struct {
 // when the test ends. REDIS_SERVER names the binary (default: from PATH).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := os.Getenv("REDIS_SERVER")
-	if bin == "" {
-		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			t.Fatalf("redis-server not found on PATH (run the README's test command, which installs it): %v", err)
-		}
-	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), Port: FreePort(t)}
+	s := &Server{t: t, bin: mustRedisServer(t), dir: t.TempDir(), Port: FreePort(t)}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
+}
+
+func mustRedisServer(t testing.TB) string {
+	t.Helper()
+	if bin := os.Getenv("REDIS_SERVER"); bin != "" {
+		return bin
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found on PATH (run the README's test command, which installs it): %v", err)
+	}
+	return bin
 }
 
 // Addr is host:port.
@@ -69,9 +76,10 @@ func (s *Server) Start() {
 	if s.cmd != nil {
 		return
 	}
-	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"))
+		"--logfile", filepath.Join(s.dir, "redis.log")}, s.extra...)
+	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}

@@ -1,0 +1,50 @@
+package stream_test
+
+import (
+	"context"
+	"testing"
+
+	"orderpush/pkg/config"
+	"orderpush/pkg/rediskey"
+	"orderpush/pkg/redistest"
+	"orderpush/pkg/stream"
+)
+
+// TestPublishOnCluster runs the publish script on a real Redis Cluster: the
+// merchant's keys and channel share a slot, and delivery is by SPUBLISH to a
+// sharded subscriber.
+func TestPublishOnCluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cluster := redistest.StartCluster(t)
+	rc, err := config.ParseRedisURL(cluster.URL())
+	if err != nil || rc.Cluster == nil {
+		t.Fatalf("cluster url %s: %v", cluster.URL(), err)
+	}
+	rdb := rc.NewRedis("test")
+	defer rdb.Close()
+	s := stream.New(rdb, stream.Options{})
+	if !s.Sharded() {
+		t.Fatal("cluster client not detected as sharded")
+	}
+	for _, m := range []string{"m1", "m2", "shop-42"} {
+		sub := cluster.Client(t).SSubscribe(ctx, rediskey.Channel(m))
+		if _, err := sub.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Publish(ctx, m, 1, 1, frame(1)); err != nil || !ok {
+			t.Fatalf("publish %s: %v %v", m, ok, err)
+		}
+		msg, err := sub.ReceiveMessage(ctx)
+		if err != nil || msg.Payload != string(frame(1)) {
+			t.Fatalf("%s received %v %v", m, msg, err)
+		}
+		_ = sub.Close()
+		if st, err := s.State(ctx, m); err != nil || st.Seq != 1 {
+			t.Fatalf("%s state %+v %v", m, st, err)
+		}
+		if evs, err := s.History(ctx, m, 0, 0); err != nil || len(evs) != 1 {
+			t.Fatalf("%s history %v %v", m, evs, err)
+		}
+	}
+}
