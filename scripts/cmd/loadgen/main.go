@@ -1,0 +1,167 @@
+// The loadgen command measures the order push system (issue 6): sockets per
+// gigabyte, connects per second, order-to-socket latency, fan-out deliveries
+// per second and order API throughput, with the floors that make the figures
+// comparable across machines.
+//
+// Usage:
+//
+//	go run ./scripts/cmd/loadgen <scenario> [flags]
+//
+// Scenarios: idle, latency, fanout, orders, churn run one scenario against a
+// running stack (-gateways, -orderapi, -redis, -secret or JWT_SECRET) or,
+// with -stack, against a local stack it starts; bench starts a local stack
+// and runs every scenario -runs times, printing per-run tables and the
+// medians (scripts/bench.sh). Run with -h after a scenario for its flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"orderpush/scripts/loadgen"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: loadgen <idle|latency|fanout|orders|churn|bench> [flags]   (loadgen <scenario> -h for flags)`
+
+// flags holds every flag; each scenario reads the ones it needs.
+type flags struct {
+	gateways, orderapi, redisURL, secret, pids, pprof, jsonPath, only, dbs, profileDir, outDir string
+	srcIPs, runs, parallel, big, bigSrcIPs                                                     int
+	stack, quiet, quick                                                                        bool
+
+	idle    loadgen.IdleConfig
+	latency loadgen.LatencyConfig
+	fanout  loadgen.FanoutConfig
+	orders  loadgen.OrdersConfig
+	churn   loadgen.ChurnConfig
+	db      string
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return errors.New(usage)
+	}
+	scenario := args[0]
+	var f flags
+	fs := flag.NewFlagSet("loadgen "+scenario, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.register(fs, scenario)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if f.secret == "" {
+		f.secret = os.Getenv("JWT_SECRET")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	limit, err := loadgen.RaiseFileLimit(1 << 20)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadgen: cannot raise the open file limit:", err)
+	}
+	var progress io.Writer = stderr
+	if f.quiet {
+		progress = nil
+	}
+	if scenario == "bench" {
+		return f.bench(ctx, stdout, progress, limit)
+	}
+	return f.single(ctx, scenario, stdout, progress)
+}
+
+func (f *flags) register(fs *flag.FlagSet, scenario string) {
+	fs.StringVar(&f.gateways, "gateways", "", "comma-separated gateway WebSocket URLs (ws://127.0.0.1:8080/ws,...), used round-robin")
+	fs.StringVar(&f.orderapi, "orderapi", "", "order API base URL (http://127.0.0.1:8090)")
+	fs.StringVar(&f.redisURL, "redis", "", "the stack's REDIS_URL, for publishing frames straight to Redis and the pub/sub floor")
+	fs.StringVar(&f.secret, "secret", "", "JWT_SECRET of the stack (default $JWT_SECRET)")
+	fs.StringVar(&f.pids, "pids", "", "comma-separated local pids of the gateways, in -gateways order (RSS per socket)")
+	fs.StringVar(&f.pprof, "pprof", "", "comma-separated pprof base URLs of the gateways (PPROF_ADDR), in -gateways order")
+	fs.StringVar(&f.profileDir, "profile-dir", "", "save gateway CPU/heap profiles of measured phases here (needs -pprof or -stack)")
+	fs.StringVar(&f.jsonPath, "json", "", "append results as JSON lines to this file")
+	fs.IntVar(&f.srcIPs, "srcips", 1, "spread sockets over this many source addresses 127.0.0.1..N (about 28k sockets each)")
+	runs := 1
+	if scenario == "bench" {
+		runs = 3
+	}
+	fs.IntVar(&f.runs, "runs", runs, "repeat the scenario and print medians")
+	fs.IntVar(&f.parallel, "parallel", 256, "dials in flight while opening sockets")
+	fs.BoolVar(&f.stack, "stack", false, "start a local stack (Redis, order API, 2 gateways) instead of using the URLs")
+	fs.StringVar(&f.outDir, "out", "", "with -stack or bench: directory for logs, profiles and results (default artifacts/bench-<time>)")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
+	switch scenario {
+	case "idle", "bench":
+		fs.IntVar(&f.idle.Sockets, "sockets", 10000, "idle: sockets to open")
+		fs.IntVar(&f.idle.Merchants, "merchants", 2000, "idle: merchants the sockets belong to")
+		fs.BoolVar(&f.idle.Verify, "verify", true, "idle: publish one order per merchant and check every socket gets it")
+		fs.DurationVar(&f.idle.Settle, "settle", 2*time.Second, "idle: wait after the last hello before reading RSS")
+	}
+	switch scenario {
+	case "latency", "bench":
+		fs.IntVar(&f.latency.Sockets, "lat-sockets", 10000, "latency: sockets")
+		fs.IntVar(&f.latency.Merchants, "lat-merchants", 2000, "latency: merchants")
+		fs.Float64Var(&f.latency.Rate, "rate", 2000, "latency: orders per second")
+		fs.DurationVar(&f.latency.Duration, "duration", 20*time.Second, "latency: length of the paced phase")
+		fs.IntVar(&f.latency.Workers, "workers", 64, "latency: requests in flight at most")
+		fs.BoolVar(&f.latency.Batch, "batch", false, "latency: connect with ?batch=1")
+	}
+	if scenario == "latency" {
+		fs.StringVar(&f.latency.Mode, "mode", loadgen.ModeRedis, "latency: redis (frames straight to Redis) or http (POST /orders)")
+		fs.BoolVar(&f.latency.Floor, "floor", true, "latency: measure the raw Redis pub/sub floor first (needs -redis)")
+		fs.StringVar(&f.db, "db", "", "latency: label for the database behind the order API (sqlite, postgres); with -stack, which one to start")
+	}
+	switch scenario {
+	case "fanout", "bench":
+		fs.IntVar(&f.fanout.Sockets, "fan-sockets", 2000, "fanout: sockets of the one merchant")
+		fs.DurationVar(&f.fanout.Duration, "fan-duration", 10*time.Second, "fanout: length of the publishing phase")
+		fs.IntVar(&f.fanout.Window, "window", 128, "fanout: frames in flight at most (keep below SEND_QUEUE_SIZE)")
+		fs.BoolVar(&f.fanout.Batch, "fan-batch", true, "fanout: connect with ?batch=1 (the floor coalesces likewise)")
+	}
+	if scenario == "fanout" {
+		fs.BoolVar(&f.fanout.Floor, "floor", true, "fanout: measure the in-process WebSocket floor first")
+		fs.IntVar(&f.fanout.Limit, "limit", 1_000_000, "fanout: frames at most")
+	}
+	switch scenario {
+	case "orders", "bench":
+		fs.IntVar(&f.orders.Clients, "clients", 64, "orders: concurrent clients")
+		fs.DurationVar(&f.orders.Duration, "orders-duration", 10*time.Second, "orders: length of the phase")
+	}
+	if scenario == "orders" {
+		fs.StringVar(&f.db, "db", "", "orders: label for the database behind the order API; with -stack, which one to start")
+	}
+	switch scenario {
+	case "churn", "bench":
+		fs.IntVar(&f.churn.Stable, "stable", 2000, "churn: sockets that stay")
+		fs.IntVar(&f.churn.Merchants, "churn-merchants", 200, "churn: merchants")
+		fs.Float64Var(&f.churn.ChurnRate, "churn-rate", 200, "churn: sockets opened (and later closed) per second")
+		fs.DurationVar(&f.churn.Lifetime, "lifetime", time.Second, "churn: how long a churning socket stays")
+		fs.Float64Var(&f.churn.Rate, "churn-order-rate", 500, "churn: orders per second")
+		fs.DurationVar(&f.churn.Duration, "churn-duration", 15*time.Second, "churn: length of the phase")
+	}
+	if scenario == "churn" {
+		fs.StringVar(&f.churn.Mode, "mode", loadgen.ModeHTTP, "churn: http or redis")
+	}
+	if scenario == "bench" {
+		fs.StringVar(&f.only, "only", "", "comma-separated scenarios to run (default all: "+strings.Join(loadgen.AllScenarios, ",")+")")
+		fs.StringVar(&f.dbs, "dbs", "sqlite,postgres", "order API databases to measure")
+		fs.IntVar(&f.big, "big", 0, "also open this many idle sockets once (e.g. 100000) and check each still gets its orders")
+		fs.IntVar(&f.bigSrcIPs, "big-srcips", 0, "source addresses for -big (default one per 20k sockets)")
+		fs.BoolVar(&f.quick, "quick", false, "tiny sizes: a smoke run of every scenario in about a minute")
+	}
+}

@@ -1,0 +1,211 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Scenario names.
+const (
+	ScenarioIdle    = "idle"
+	ScenarioLatency = "latency"
+	ScenarioFanout  = "fanout"
+	ScenarioOrders  = "orders"
+	ScenarioChurn   = "churn"
+)
+
+// AllScenarios in the order the bench runs them.
+var AllScenarios = []string{ScenarioIdle, ScenarioLatency, ScenarioFanout, ScenarioOrders, ScenarioChurn}
+
+// BenchConfig is the whole benchmark of issue 6 against a local stack.
+type BenchConfig struct {
+	Runs      int      // repetitions of every scenario; figures are medians
+	Only      []string // scenarios to run, all when empty
+	Databases []string // order API databases for latency/http and orders
+	Idle      IdleConfig
+	Latency   LatencyConfig // Mode and Variant are set per phase
+	Fanout    FanoutConfig
+	Orders    OrdersConfig
+	Churn     ChurnConfig
+	// Big is the socket count of the one-off large idle run (100k); 0 skips.
+	Big          int
+	BigSourceIPs int
+	SourceIPs    int
+	ProfileDir   string    // gateway CPU and heap profiles, "" for none
+	Out          io.Writer // tables
+	JSON         io.Writer // JSON lines, nil for none
+	Progress     io.Writer
+}
+
+func (c *BenchConfig) want(s string) bool { return len(c.Only) == 0 || slices.Contains(c.Only, s) }
+
+// Bench runs every selected scenario cfg.Runs times against st, interleaving
+// the runs (so a noisy minute spoils one sample of each, not all samples of
+// one), and returns the aggregated rows.
+func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
+	if cfg.Runs <= 0 {
+		cfg.Runs = 3
+	}
+	if len(cfg.Databases) == 0 {
+		cfg.Databases = []string{DBSQLite, DBPostgres}
+	}
+	var all []Metric
+	record := func(r *Report, err error) {
+		if r == nil {
+			r = &Report{Scenario: "error"}
+		}
+		if err != nil {
+			r.Notef("ERROR: %v", err)
+		}
+		WriteTable(cfg.Out, r)
+		if cfg.JSON != nil {
+			_ = WriteJSON(cfg.JSON, r)
+		}
+		all = append(all, r.Metrics...)
+	}
+	env := func() (*Env, error) {
+		e, err := NewEnv(EnvConfig{Gateways: st.GatewayURLs, OrderAPI: st.OrderAPIURL, RedisURL: st.RedisURL,
+			Secret: st.Secret(), GatewayPIDs: st.PIDs, SourceIPs: cfg.SourceIPs, Progress: cfg.Progress})
+		if err != nil {
+			return nil, err
+		}
+		if cfg.ProfileDir != "" {
+			e.Profile = &Profiler{Dir: cfg.ProfileDir, URLs: st.PprofURLs}
+		}
+		return e, nil
+	}
+	for run := 1; run <= cfg.Runs && ctx.Err() == nil; run++ {
+		fmt.Fprintf(cfg.Out, "\n######## run %d of %d (%s)\n", run, cfg.Runs, LoadAvg())
+		if cfg.want(ScenarioIdle) {
+			// Fresh gateways: an RSS baseline must be a new process's, not
+			// one whose heap earlier runs already grew.
+			if err := st.RestartGateways(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if st.Database != DBSQLite {
+			if err := st.StartOrderAPI(ctx, DBSQLite); err != nil {
+				return nil, err
+			}
+		}
+		e, err := env()
+		if err != nil {
+			return nil, err
+		}
+		if cfg.want(ScenarioIdle) {
+			c := cfg.Idle
+			c.Verify = true
+			record(Idle(ctx, e, c, run))
+		}
+		if cfg.want(ScenarioLatency) {
+			c := cfg.Latency
+			c.Mode, c.Variant, c.Floor = ModeRedis, ModeRedis, true
+			record(Latency(ctx, e, c, run))
+		}
+		if cfg.want(ScenarioFanout) {
+			c := cfg.Fanout
+			c.Floor = true
+			record(Fanout(ctx, e, c, run))
+		}
+		for _, db := range cfg.Databases {
+			if !cfg.want(ScenarioLatency) && !cfg.want(ScenarioOrders) && !(cfg.want(ScenarioChurn) && db == DBSQLite) {
+				continue
+			}
+			if st.Database != db {
+				if err := st.StartOrderAPI(ctx, db); err != nil {
+					record(nil, fmt.Errorf("order API on %s: %w", db, err))
+					continue
+				}
+			}
+			if cfg.want(ScenarioLatency) {
+				c := cfg.Latency
+				c.Mode, c.Variant, c.Floor = ModeHTTP, db, false
+				record(Latency(ctx, e, c, run))
+			}
+			if cfg.want(ScenarioOrders) {
+				c := cfg.Orders
+				c.Variant = db
+				c.Target = 1500
+				if db == DBPostgres {
+					c.Target = 3000
+				}
+				record(Orders(ctx, e, c, run))
+			}
+			if cfg.want(ScenarioChurn) && db == DBSQLite {
+				record(Churn(ctx, e, cfg.Churn, run))
+			}
+		}
+		e.Close()
+	}
+	if cfg.Big > 0 && cfg.want(ScenarioIdle) && ctx.Err() == nil {
+		if err := st.RestartGateways(ctx); err != nil {
+			return nil, err
+		}
+		saved := cfg.SourceIPs
+		cfg.SourceIPs = max(cfg.BigSourceIPs, 1+cfg.Big/20000)
+		e, err := env()
+		cfg.SourceIPs = saved
+		if err != nil {
+			return nil, err
+		}
+		c := cfg.Idle
+		c.Sockets, c.Verify = cfg.Big, true
+		c.Drain = max(c.Drain, 60*time.Second)
+		record(Idle(ctx, e, c, 1))
+		e.Close()
+	}
+	rows := Aggregate(all)
+	fmt.Fprintf(cfg.Out, "\n######## summary: median of %d runs (spread min..max)\n", cfg.Runs)
+	WriteSummary(cfg.Out, rows)
+	return rows, ctx.Err()
+}
+
+// Machine describes where the figures were taken.
+func Machine() string {
+	var b strings.Builder
+	model := "unknown CPU"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	fmt.Fprintf(&b, "%s, %d CPUs, %s, %s %s/%s", model, runtime.NumCPU(), memTotal(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return b.String()
+}
+
+func memTotal() string {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "unknown memory"
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return fmt.Sprintf("%.1f GiB RAM", float64(kb)/(1<<20))
+		}
+	}
+	return "unknown memory"
+}
+
+// LoadAvg is the 1, 5 and 15 minute load average, to show how noisy a run was.
+func LoadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "load unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "load unknown"
+	}
+	return "load " + strings.Join(f[:3], " ")
+}

@@ -1,0 +1,26 @@
+// Package loadgen measures the order push system from the outside, the way
+// issue 6 defines its figures: sockets per gigabyte (idle), order-start to
+// screen latency (latency, churn), deliveries per second (fanout) and order
+// API throughput (orders). Every scenario is bounded in count and in time,
+// speaks only the public contract (PROTOCOL.md), and measures a floor in the
+// same run where a figure needs one, so results read as ratios that hold on
+// a noisy machine:
+//
+//   - the raw Redis pub/sub floor: PUBLISH to a plain go-redis subscriber at
+//     the rate of the latency scenario;
+//   - the fan-out floor: a minimal in-process coder/websocket server writing
+//     pre-encoded frames to K sockets with the same in-flight bound.
+//
+// The sockets are a minimal RFC 6455 client (wsclient.go) rather than a full
+// library: with tens of thousands of sockets and half a million frames a
+// second on the same two cores as the system under test, the load generator's
+// own cost per socket and per frame must stay small, and the same client
+// reads from the gateways and from the floor server.
+//
+// Latency is measured on this process's monotonic clock: the send time of each
+// order (or frame) is recorded locally just before the request, and each
+// receipt is matched to it by orderNo or by (merchant, seq). The frames' own
+// millisecond "ts" is too coarse for sub-millisecond figures and is not used.
+//
+// Types here are used by one scenario run at a time unless they say otherwise.
+package loadgen

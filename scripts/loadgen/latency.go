@@ -1,0 +1,293 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"orderpush/pkg/token"
+)
+
+// Publishing modes of the latency and churn scenarios.
+const (
+	ModeHTTP  = "http"  // POST /orders: the whole path, database included
+	ModeRedis = "redis" // frames published straight to Redis: the gateway alone
+)
+
+// LatencyConfig sizes the latency scenario.
+type LatencyConfig struct {
+	Sockets   int
+	Merchants int
+	Rate      float64       // orders (or frames) per second
+	Duration  time.Duration // of the paced phase
+	Mode      string        // ModeHTTP or ModeRedis
+	Workers   int           // requests in flight at most
+	Floor     bool          // measure the raw Redis pub/sub floor first, at the same rate
+	Drain     time.Duration // wait for the last frames after the phase
+	Parallel  int           // dials in flight while opening
+	Batch     bool
+	Variant   string // report label, e.g. the database behind the order API
+}
+
+func (c *LatencyConfig) defaults() {
+	c.Sockets = cmp0(c.Sockets, 10000)
+	c.Merchants = cmp0(c.Merchants, 2000)
+	if c.Rate <= 0 {
+		c.Rate = 2000
+	}
+	if c.Duration <= 0 {
+		c.Duration = 20 * time.Second
+	}
+	if c.Mode == "" {
+		c.Mode = ModeRedis
+	}
+	c.Workers = cmp0(c.Workers, 64)
+	if c.Drain <= 0 {
+		c.Drain = 10 * time.Second
+	}
+	c.Parallel = cmp0(c.Parallel, 256)
+	if c.Variant == "" {
+		c.Variant = c.Mode
+	}
+}
+
+// orderFlow publishes paced orders for a set of merchants and remembers when
+// each was sent, so receipts can be matched to it (by orderNo in HTTP mode,
+// by (merchant, seq) in Redis mode).
+type orderFlow struct {
+	e         *Env
+	mode      string
+	merchants []string
+	members   []string // member tokens, HTTP mode
+
+	sendAt    []atomic.Int64 // job index -> Env.Now() just before the request
+	published []atomic.Int64 // per merchant: successful publishes (= its last seq)
+	failed    atomic.Int64
+	errMu     sync.Mutex
+	errs      map[string]int
+	orderIdx  sync.Map // orderNo -> job index (HTTP mode)
+	reqMu     sync.Mutex
+	reqLat    Latencies // request round trips
+}
+
+func newOrderFlow(e *Env, mode string, merchants []string, total, members int) (*orderFlow, error) {
+	switch mode {
+	case ModeRedis:
+		if err := e.NeedRedis(); err != nil {
+			return nil, err
+		}
+	case ModeHTTP:
+		if err := e.NeedOrderAPI(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("mode %q: want %s or %s", mode, ModeHTTP, ModeRedis)
+	}
+	f := &orderFlow{e: e, mode: mode, merchants: merchants, sendAt: make([]atomic.Int64, total),
+		published: make([]atomic.Int64, len(merchants)), errs: map[string]int{}}
+	if mode == ModeHTTP {
+		for i := range members {
+			t, err := token.Mint(e.Secret, token.RoleMember, e.UserID(i), 6*time.Hour)
+			if err != nil {
+				return nil, err
+			}
+			f.members = append(f.members, t)
+		}
+	}
+	return f, nil
+}
+
+// send is job i: merchant i % M. In Redis mode its seq is i/M + 1, so a
+// receipt (merchant, seq) names the job without a lookup; the pacing keeps
+// one merchant's frames a whole round apart, so they leave in seq order.
+func (f *orderFlow) send(ctx context.Context, i int) {
+	m := i % len(f.merchants)
+	id := f.merchants[m]
+	var err error
+	var status int
+	t0 := f.e.Now()
+	switch f.mode {
+	case ModeRedis:
+		seq := uint64(i/len(f.merchants) + 1)
+		fr := OrderFrame(id, seq, time.Now())
+		t0 = f.e.Now()
+		f.sendAt[i].Store(int64(t0))
+		_, err = f.e.Stream.Publish(ctx, id, seq, int64(seq), fr)
+	case ModeHTTP:
+		f.sendAt[i].Store(int64(t0))
+		var no string
+		no, status, err = f.e.PostOrder(ctx, f.members[i%len(f.members)], id)
+		if err == nil {
+			f.orderIdx.Store(no, i)
+		}
+	}
+	if err != nil {
+		f.failed.Add(1)
+		f.errMu.Lock()
+		f.errs[statusKey(status, err)]++
+		f.errMu.Unlock()
+		return
+	}
+	f.published[m].Add(1)
+	d := f.e.Now() - t0
+	f.reqMu.Lock()
+	f.reqLat.Add(d)
+	f.reqMu.Unlock()
+}
+
+// total is the number of successful publishes.
+func (f *orderFlow) total() int64 {
+	var n int64
+	for i := range f.published {
+		n += f.published[i].Load()
+	}
+	return n
+}
+
+// jobOf maps a receipt of merchant m to its job index, or -1.
+func (f *orderFlow) jobOf(m int, r Receipt) int {
+	if f.mode == ModeHTTP {
+		v, ok := f.orderIdx.Load(r.OrderNo)
+		if !ok {
+			return -1
+		}
+		return v.(int)
+	}
+	i := int(r.Seq-1)*len(f.merchants) + m
+	if r.Seq == 0 || i >= len(f.sendAt) {
+		return -1
+	}
+	return i
+}
+
+// expected is the number of stream frames the sockets should get in all.
+func (f *orderFlow) expected(socks []*Sock) int64 {
+	var n int64
+	for _, s := range socks {
+		if last := uint64(f.published[s.Merchant].Load()); last > s.HelloSeq {
+			n += int64(last - s.HelloSeq)
+		}
+	}
+	return n
+}
+
+// account computes latency samples and loss over socks, which must be closed
+// (their readers done).
+func (f *orderFlow) account(socks []*Sock) (Latencies, Delivery) {
+	var lat Latencies
+	var d Delivery
+	for _, s := range socks {
+		for _, r := range s.Receipts {
+			if i := f.jobOf(s.Merchant, r); i >= 0 {
+				lat.Add(r.At - time.Duration(f.sendAt[i].Load()))
+			}
+		}
+		d.Add(s.Track, uint64(f.published[s.Merchant].Load()))
+	}
+	return lat, d
+}
+
+func (f *orderFlow) notes(r *Report) {
+	for k, n := range f.errs {
+		r.Notef("%d publishes failed: %s", n, k)
+	}
+}
+
+// Latency runs the latency scenario: sockets over merchants, orders at a fixed
+// rate, order-start -> receipt on every socket of the merchant.
+func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, error) {
+	cfg.defaults()
+	if err := e.NeedGateways(); err != nil {
+		return nil, err
+	}
+	r := &Report{Scenario: "latency", Variant: cfg.Variant, Run: run, Started: time.Now()}
+	merchants := make([]string, cfg.Merchants)
+	for i := range merchants {
+		merchants[i] = e.MerchantID("l", i)
+	}
+	total := int(cfg.Rate * cfg.Duration.Seconds())
+	flow, err := newOrderFlow(e, cfg.Mode, merchants, total, 64)
+	if err != nil {
+		return nil, err
+	}
+	var floor *Summary
+	if cfg.Floor && e.Redis != nil {
+		fr, err := RedisFloor(ctx, e, cfg.Merchants, cfg.Rate, cfg.Duration, cfg.Workers)
+		if err != nil {
+			return nil, err
+		}
+		floor = &fr.Latency
+		r.Add("floor_published", float64(fr.Published), "")
+		r.Add("floor_lost", float64(fr.Published-fr.Received), "")
+		if fr.Pace.LateJobs > 0 {
+			r.Notef("floor schedule slipped: %d publishes >1ms late, max %s", fr.Pace.LateJobs, fr.Pace.MaxLag)
+		}
+	}
+	fl, err := NewFleet(e, merchants, FleetOptions{Record: true, RecordOrders: cfg.Mode == ModeHTTP, Batch: cfg.Batch})
+	if err != nil {
+		return nil, err
+	}
+	defer fl.Close()
+	op := fl.Open(ctx, cfg.Sockets, 0, cfg.Parallel)
+	if op.Failed > 0 {
+		r.Notef("%d of %d sockets failed to open: %v", op.Failed, cfg.Sockets, op.Errors)
+	}
+	if op.Opened == 0 {
+		return r, errors.New("latency: no socket opened")
+	}
+	pr, err := runFlow(ctx, e, fl, flow, cfg.Rate, cfg.Duration, cfg.Workers, cfg.Drain, fmt.Sprintf("latency-%s-run%d", cfg.Variant, run))
+	if err != nil {
+		return r, err
+	}
+	socks := fl.Socks()
+	fl.Close()
+	lat, d := flow.account(socks)
+	s := lat.Summary()
+	r.Add("rate", float64(flow.total())/cfg.Duration.Seconds(), "/s")
+	r.AddLatency("", s, floor)
+	p99 := r.Metric("p99")
+	switch cfg.Mode {
+	case ModeRedis:
+		p99.Target = &Target{Op: "<=", Value: 3}
+		if floor != nil {
+			p99.RatioTarget = &Target{Op: "<=", Value: 2}
+		}
+	case ModeHTTP:
+		p99.Target = &Target{Op: "<=", Value: 10}
+	}
+	r.AddDelivery("", d)
+	rs := flow.reqLat.Summary()
+	r.Add("request_p50", ms(rs.P50), "ms")
+	r.Add("request_p99", ms(rs.P99), "ms")
+	if pr.LateJobs > 0 {
+		r.Notef("schedule slipped: %d of %d sends >1ms late, max %s", pr.LateJobs, pr.Started, pr.MaxLag.Round(time.Microsecond))
+	}
+	flow.notes(r)
+	if n := Drops(socks); len(n) > 0 {
+		r.Notef("sockets closed early: %v", n)
+	}
+	return r, nil
+}
+
+// runFlow paces the flow against the open fleet, then waits for the sockets
+// to get everything that was published (or the drain deadline).
+func runFlow(ctx context.Context, e *Env, fl *Fleet, flow *orderFlow, rate float64, dur time.Duration, workers int, drain time.Duration, profName string) (PaceResult, error) {
+	base := fl.Seen()
+	prog := StartProgress(e.Progress, "publish", func() string {
+		return fmt.Sprintf("sent %d received %d failed %d", flow.total(), fl.Seen()-base, flow.failed.Load())
+	})
+	wait := e.Profile.CPU(ctx, profName, min(dur, 10*time.Second))
+	pr := Pace(ctx, rate, dur, len(flow.sendAt), workers, flow.send)
+	dctx, cancel := context.WithTimeout(ctx, drain)
+	fl.WaitSeen(dctx, flow.expected(fl.Socks()))
+	cancel()
+	prog.Stop()
+	wait()
+	if flow.total() == 0 {
+		return pr, fmt.Errorf("nothing was published: %v", flow.errs)
+	}
+	return pr, ctx.Err()
+}

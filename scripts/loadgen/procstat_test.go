@@ -1,0 +1,41 @@
+package loadgen
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseVmRSS(t *testing.T) {
+	t.Parallel()
+	status := "Name:\tgateway\nVmPeak:\t  900 kB\nVmRSS:\t   12345 kB\nThreads:\t7\n"
+	got, err := parseVmRSS([]byte(status))
+	if err != nil || got != 12345*1024 {
+		t.Fatalf("parseVmRSS = %d, %v", got, err)
+	}
+	if _, err := parseVmRSS([]byte("Name:\tx\n")); err == nil {
+		t.Fatal("no VmRSS line: want an error")
+	}
+	if rss, err := RSS(os.Getpid()); err != nil || rss <= 0 {
+		t.Fatalf("RSS(self) = %d, %v", rss, err)
+	}
+}
+
+func TestParseMetric(t *testing.T) {
+	t.Parallel()
+	text := `# HELP go_goroutines Number of goroutines.
+# TYPE go_goroutines gauge
+go_goroutines_extra 99
+go_goroutines 10042
+gateway_connections{node="a"} 5000 1700000000
+`
+	if v, err := parseMetric(strings.NewReader(text), "go_goroutines"); err != nil || v != 10042 {
+		t.Fatalf("go_goroutines = %v, %v", v, err)
+	}
+	if v, err := parseMetric(strings.NewReader(text), "gateway_connections"); err != nil || v != 5000 {
+		t.Fatalf("labelled = %v, %v", v, err)
+	}
+	if _, err := parseMetric(strings.NewReader(text), "missing"); err == nil {
+		t.Fatal("missing metric: want an error")
+	}
+}
