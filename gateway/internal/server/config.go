@@ -1,0 +1,192 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"orderpush/gateway/internal/hub"
+	"orderpush/gateway/internal/socket"
+	"orderpush/pkg/config"
+	"orderpush/pkg/logging"
+	"orderpush/pkg/presence"
+	"orderpush/pkg/stream"
+	"orderpush/pkg/token"
+)
+
+// Config is every setting of the gateway. Load fills it from the
+// environment; each field names its variable and default.
+type Config struct {
+	Addr           string             // GATEWAY_ADDR, default ":8080"
+	NodeID         string             // NODE_ID, default host name + random suffix
+	Redis          config.RedisConfig // REDIS_URL, default redis://127.0.0.1:6379/0
+	JWT            token.Config       // JWT_SECRET / JWT_PUBLIC_KEY_FILE, JWT_ISSUER, JWT_AUDIENCE
+	AllowedOrigins []string           // ALLOWED_ORIGINS, comma-separated; empty: any Origin
+	HistorySize    int                // HISTORY_SIZE, default 1000 (read by the publisher's script)
+	HistoryTTL     time.Duration      // HISTORY_TTL, default 24h
+	SendQueueSize  int                // SEND_QUEUE_SIZE, default 256 frames
+	OrderAPIURL    string             // ORDERAPI_URL, default unset
+	OrderAPIToken  string             // ORDERAPI_TOKEN, default: minted from JWT_SECRET
+	PprofAddr      string             // PPROF_ADDR, default unset (off): net/http/pprof listen address
+	GapWait        time.Duration      // GAP_WAIT, default 100ms: how long an early event waits for the missing one
+	ReplayMax      int                // REPLAY_MAX, default 10000: longest replay before resync
+	DrainSpread    time.Duration      // DRAIN_SPREAD, default 2s: closing sockets on SIGTERM is spread over this
+	PingInterval   time.Duration      // PING_INTERVAL, default 25s: keepalive pings
+
+	// Not from the environment (tests): zero means the package default.
+	BeatInterval time.Duration // presence heartbeat, default 3 s
+	PresenceTTL  time.Duration // presence liveness, default 10 s
+}
+
+// Load reads the configuration and builds the logger (LOG_LEVEL,
+// LOG_FORMAT) writing to logOut. The error names every bad setting.
+func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, error) {
+	l := config.NewLoader(getenv)
+	c := Config{
+		Addr:          l.Addr("GATEWAY_ADDR", ":8080"),
+		NodeID:        l.String("NODE_ID", ""),
+		Redis:         l.Redis(),
+		JWT:           l.JWT(),
+		HistorySize:   l.Int("HISTORY_SIZE", stream.DefaultHistorySize, 1, 1_000_000),
+		HistoryTTL:    l.Duration("HISTORY_TTL", stream.DefaultHistoryTTL, time.Second, 365*24*time.Hour),
+		SendQueueSize: l.Int("SEND_QUEUE_SIZE", socket.DefaultQueueSize, 1, 1<<16),
+		OrderAPIURL:   l.String("ORDERAPI_URL", ""),
+		OrderAPIToken: l.String("ORDERAPI_TOKEN", ""),
+		PprofAddr:     l.String("PPROF_ADDR", ""),
+		GapWait:       l.Duration("GAP_WAIT", hub.DefaultGapWait, time.Millisecond, 10*time.Second),
+		ReplayMax:     l.Int("REPLAY_MAX", hub.DefaultReplayMax, 1, 10_000_000),
+		DrainSpread:   l.Duration("DRAIN_SPREAD", 2*time.Second, 0, 8*time.Second),
+		PingInterval:  l.Duration("PING_INTERVAL", socket.DefaultPingInterval, time.Second, time.Hour),
+	}
+	if c.NodeID == "" {
+		c.NodeID = defaultNodeID()
+	} else if !validNodeID(c.NodeID) {
+		l.Fail("NODE_ID", "want 1-100 characters of A-Z a-z 0-9 . _ -, got %q", c.NodeID)
+	}
+	if c.PprofAddr != "" {
+		c.PprofAddr = l.Addr("PPROF_ADDR", "")
+	}
+	origins, err := parseOrigins(l.String("ALLOWED_ORIGINS", ""))
+	if err != nil {
+		l.Fail("ALLOWED_ORIGINS", "%v", err)
+	}
+	c.AllowedOrigins = origins
+	if c.OrderAPIURL != "" {
+		if u, err := url.Parse(c.OrderAPIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			l.Fail("ORDERAPI_URL", "want an http(s) URL like http://127.0.0.1:8090, got %q", c.OrderAPIURL)
+		}
+		if c.OrderAPIToken == "" && len(c.JWT.Secret) == 0 {
+			l.Fail("ORDERAPI_TOKEN", "required with ORDERAPI_URL when JWT_SECRET is not set (no secret to mint a service token)")
+		}
+	}
+	log := logging.Load(l, logOut)
+	if err := l.Err(); err != nil {
+		return Config{}, nil, err
+	}
+	return c, log.With(slog.String(logging.KeyNode, c.NodeID)), nil
+}
+
+// OneLine joins a multi-error into one line, for the start-up failure.
+func OneLine(err error) string {
+	var j interface{ Unwrap() []error }
+	if errors.As(err, &j) {
+		parts := make([]string, 0, len(j.Unwrap()))
+		for _, e := range j.Unwrap() {
+			parts = append(parts, e.Error())
+		}
+		return strings.Join(parts, "; ")
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+func (c Config) beatInterval() time.Duration {
+	if c.BeatInterval > 0 {
+		return c.BeatInterval
+	}
+	return presence.DefaultBeatInterval
+}
+
+// defaultNodeID is the host name (reduced to the allowed characters) and a
+// random suffix, so two replicas on one host differ.
+func defaultNodeID() string {
+	h := strings.Map(func(r rune) rune {
+		if nodeIDChar(byte(r)) && r < 128 {
+			return r
+		}
+		return '-'
+	}, config.Hostname())
+	if len(h) > 80 {
+		h = h[:80]
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return h + "-" + hex.EncodeToString(b[:])
+}
+
+func validNodeID(s string) bool {
+	if len(s) == 0 || len(s) > 100 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !nodeIDChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func nodeIDChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
+// parseOrigins splits ALLOWED_ORIGINS and checks every pattern.
+func parseOrigins(s string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if p == "" {
+			continue
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("bad pattern %q: %v", p, err)
+		}
+		if strings.Contains(p, "/") && !strings.Contains(p, "://") {
+			return nil, fmt.Errorf("bad pattern %q: want host or scheme://host", p)
+		}
+		out = append(out, strings.TrimSuffix(p, "/"))
+	}
+	return out, nil
+}
+
+// originAllowed reports whether a request's Origin passes ALLOWED_ORIGINS
+// (PROTOCOL.md "Merchant socket"): no patterns or no Origin header (not a
+// browser) pass; else the origin's host, or scheme://host for a pattern with
+// a scheme, must match a pattern, case-insensitively, "*" within the host.
+func originAllowed(patterns []string, origin string) bool {
+	if len(patterns) == 0 || origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host := strings.ToLower(u.Host)
+	full := strings.ToLower(u.Scheme) + "://" + host
+	for _, p := range patterns {
+		target := host
+		if strings.Contains(p, "://") {
+			target = full
+		}
+		if ok, _ := path.Match(p, target); ok {
+			return true
+		}
+	}
+	return false
+}

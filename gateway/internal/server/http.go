@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"orderpush/gateway/web"
+	"orderpush/pkg/wire"
+)
+
+// routes builds the Echo instance. No Gzip anywhere: it breaks the
+// WebSocket handshake (STACK.md, Echo).
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.httpError
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true}))
+	e.GET("/ws", s.handleWS)
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/*", echo.WrapHandler(web.Handler()))
+	return e
+}
+
+// readyz is 200 while Redis answers and the replica is not draining.
+func (s *Server) readyz(c echo.Context) error {
+	checks := map[string]string{"redis": "ok"}
+	ready := true
+	if s.draining.Load() {
+		checks["draining"] = "true"
+		ready = false
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), time.Second)
+	defer cancel()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		checks["redis"] = err.Error()
+		ready = false
+	}
+	if !ready {
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unready", "checks": checks})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+// apiError writes PROTOCOL.md's error shape.
+func apiError(c echo.Context, status int, code, msg string) error {
+	return c.JSON(status, map[string]wire.ErrorData{"error": {Code: code, Message: msg}})
+}
+
+// httpError renders every Echo error in the same shape.
+func (s *Server) httpError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, msg := http.StatusInternalServerError, "internal error"
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		status = he.Code
+		if m, ok := he.Message.(string); ok {
+			msg = m
+		} else {
+			msg = http.StatusText(status)
+		}
+	}
+	code := map[int]string{
+		http.StatusNotFound:         "not_found",
+		http.StatusMethodNotAllowed: "method_not_allowed",
+		http.StatusBadRequest:       "invalid_request",
+		http.StatusUnauthorized:     "unauthorized",
+		http.StatusForbidden:        "forbidden",
+	}[status]
+	if code == "" {
+		code = "internal"
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = apiError(c, status, code, msg)
+}
+
+// servePprof serves net/http/pprof on PPROF_ADDR (debugging only; keep it
+// off public interfaces). It returns the function that stops it.
+func (s *Server) servePprof() (func(), error) {
+	l, err := net.Listen("tcp", s.cfg.PprofAddr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
+}

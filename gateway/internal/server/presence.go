@@ -1,0 +1,141 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/socket"
+	"orderpush/pkg/logging"
+	"orderpush/pkg/presence"
+	"orderpush/pkg/wire"
+)
+
+// beatLoop keeps this replica's liveness key alive (presence counts only
+// connections of live replicas) and retries failed presence removals.
+func (s *Server) beatLoop() {
+	t := time.NewTicker(s.cfg.beatInterval())
+	defer t.Stop()
+	for {
+		s.beat()
+		select {
+		case <-t.C:
+		case <-s.base.Done():
+			return
+		}
+	}
+}
+
+func (s *Server) beat() {
+	ctx, cancel := context.WithTimeout(s.base, s.cfg.beatInterval())
+	defer cancel()
+	if err := s.presence.Beat(ctx, s.cfg.NodeID); err != nil {
+		s.m.PresenceErrors.Inc()
+		s.log.LogAttrs(ctx, slog.LevelWarn, "presence beat failed", logging.Err(err))
+		return
+	}
+	s.mu.Lock()
+	retry := make(map[string]string, len(s.removals))
+	for c, m := range s.removals {
+		retry[c] = m
+	}
+	s.mu.Unlock()
+	for conn, mid := range retry {
+		if err := s.presence.Remove(ctx, conn, mid); err != nil {
+			return
+		}
+		s.mu.Lock()
+		delete(s.removals, conn)
+		s.mu.Unlock()
+	}
+}
+
+// presenceAdd registers a connection. A failure (Redis down) is counted and
+// repaired by the re-registration after Redis comes back.
+func (s *Server) presenceAdd(ctx context.Context, conn, mid string) {
+	if err := s.presence.Add(ctx, conn, mid, s.cfg.NodeID); err != nil {
+		s.m.PresenceErrors.Inc()
+		s.log.LogAttrs(ctx, slog.LevelWarn, "presence add failed", slog.String(logging.KeyConn, conn), logging.Err(err))
+	}
+}
+
+// presenceRemove forgets a connection, or queues the removal for the next
+// beat so a closed socket never keeps counting.
+func (s *Server) presenceRemove(conn, mid string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.presence.Remove(ctx, conn, mid); err != nil {
+		s.m.PresenceErrors.Inc()
+		s.mu.Lock()
+		s.removals[conn] = mid
+		s.mu.Unlock()
+	}
+}
+
+// reregister writes every open connection into presence again and beats.
+// It runs after the node channel was resubscribed, i.e. after Redis came
+// back: a Redis that restarted empty lost all of it.
+func (s *Server) reregister() {
+	if !s.reregs.CompareAndSwap(false, true) {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer s.reregs.Store(false)
+		s.beat()
+		for _, c := range s.snapshot() {
+			if s.base.Err() != nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(s.base, 2*time.Second)
+			s.presenceAdd(ctx, c.ID(), c.Merchant())
+			cancel()
+		}
+	}()
+}
+
+// notice delivers a presence.Notice from this replica's channel to the one
+// socket it names.
+func (s *Server) notice(payload []byte) {
+	var n presence.Notice
+	if err := json.Unmarshal(payload, &n); err != nil || n.ConnID == "" {
+		s.m.Notices.WithLabelValues("bad").Inc()
+		return
+	}
+	if _, err := wire.ParseHead(n.Frame); err != nil {
+		s.m.Notices.WithLabelValues("bad").Inc()
+		return
+	}
+	s.mu.Lock()
+	c := s.conns[n.ConnID]
+	s.mu.Unlock()
+	switch {
+	case c == nil:
+		s.m.Notices.WithLabelValues("unknown_conn").Inc()
+	case !c.TrySend(sendq.Entry{Data: n.Frame}):
+		s.m.Notices.WithLabelValues("full").Inc()
+		c.Overflow()
+	default:
+		s.m.Notices.WithLabelValues("delivered").Inc()
+	}
+}
+
+// track makes a socket reachable for notices and the drain.
+func (s *Server) track(c *socket.Socket) {
+	s.mu.Lock()
+	s.conns[c.ID()] = c
+	draining := s.draining.Load()
+	s.mu.Unlock()
+	if draining {
+		c.Close(1001, "going away")
+	}
+}
+
+func (s *Server) untrack(c *socket.Socket) {
+	s.mu.Lock()
+	delete(s.conns, c.ID())
+	s.mu.Unlock()
+}

@@ -1,0 +1,291 @@
+// Package server assembles the gateway: the Echo HTTP server with the socket
+// endpoint, health and metrics, the Redis subscriber, the hub, presence and
+// the SIGTERM drain (PROTOCOL.md "Merchant socket", "Running it").
+//
+// A Server is built by New and runs once: Serve (or Run) blocks until its
+// context ends and then drains.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"orderpush/gateway/internal/backfill"
+	"orderpush/gateway/internal/hub"
+	"orderpush/gateway/internal/metrics"
+	"orderpush/gateway/internal/orderapi"
+	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/internal/subscriber"
+	"orderpush/pkg/logging"
+	"orderpush/pkg/presence"
+	"orderpush/pkg/rediskey"
+	"orderpush/pkg/stream"
+	"orderpush/pkg/token"
+)
+
+// drainBudget is how long the drain may take: PROTOCOL.md wants exit within
+// 10 s of SIGTERM.
+const drainBudget = 9 * time.Second
+
+// joinTimeout bounds the connect sequence before the upgrade (presence,
+// subscribe, state).
+const joinTimeout = 5 * time.Second
+
+// Server is one gateway replica.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics.Metrics
+	gatherer prometheus.Gatherer
+	rdb      redis.UniversalClient
+	presence *presence.Registry
+	verifier *token.Verifier
+	api      *orderapi.Client // nil without ORDERAPI_URL
+	hub      *hub.Hub
+	subs     *subscriber.Subscriber
+	echo     *echo.Echo
+	http     *http.Server
+	nodeChan string
+
+	base     context.Context // lives until the server stopped; parent of socket work
+	stop     context.CancelFunc
+	draining atomic.Bool
+	handlers sync.WaitGroup // socket handlers
+	bg       sync.WaitGroup // beat loop, re-registration
+	reregs   atomic.Bool    // a re-registration runs
+
+	mu       sync.Mutex
+	conns    map[string]*socket.Socket // guarded by mu: open sockets by id
+	removals map[string]string         // guarded by mu: failed presence removals, conn -> merchant
+
+	// connState, when set (tests), sees every HTTP connection's state.
+	connState func(net.Conn, http.ConnState)
+}
+
+// New builds a server from cfg. reg receives the metrics and is what
+// /metrics serves.
+func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error) {
+	verifier, err := token.NewVerifier(cfg.JWT)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Redis.Single == nil && cfg.Redis.Cluster == nil {
+		return nil, errors.New("REDIS_URL: not configured")
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		m:        metrics.New(reg),
+		gatherer: reg,
+		verifier: verifier,
+		nodeChan: rediskey.NodeChannel(cfg.NodeID),
+		conns:    make(map[string]*socket.Socket),
+		removals: make(map[string]string),
+	}
+	if cfg.OrderAPIURL != "" {
+		s.api, err = orderapi.New(orderapi.Config{BaseURL: cfg.OrderAPIURL, Token: cfg.OrderAPIToken, Secret: cfg.JWT.Secret})
+		if err != nil {
+			return nil, fmt.Errorf("ORDERAPI_URL: %w", err)
+		}
+	}
+	s.rdb = cfg.Redis.NewRedis("gateway:" + cfg.NodeID)
+	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
+	s.presence = presence.New(s.rdb, cfg.PresenceTTL)
+	var api backfill.API
+	if s.api != nil {
+		api = s.api
+	}
+	src := backfill.New(store, api, log)
+	s.subs = subscriber.New(s.rdb, router{s}, log, s.m)
+	s.hub = hub.New(hub.Config{
+		Node: cfg.NodeID, GapWait: cfg.GapWait, ReplayMax: uint64(max(cfg.ReplayMax, 0)), Buffer: cfg.SendQueueSize,
+	}, s.subs, src, log, s.m)
+	s.base, s.stop = context.WithCancel(context.Background())
+	s.echo = s.routes()
+	return s, nil
+}
+
+// Run listens on cfg.Addr and serves until ctx ends, then drains.
+func (s *Server) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("GATEWAY_ADDR: %w", err)
+	}
+	return s.Serve(ctx, l)
+}
+
+// Serve serves on l until ctx ends, then drains: readiness goes 503, new
+// sockets are refused, open ones get 1001 spread over DrainSpread, presence
+// is removed. It returns nil after a clean drain.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.http = &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState:         s.connState,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.startBackground()
+	if s.cfg.PprofAddr != "" {
+		stopPprof, err := s.servePprof()
+		if err != nil {
+			s.shutdownRedis()
+			return err
+		}
+		defer stopPprof()
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "gateway listening", slog.String(logging.KeyAddr, l.Addr().String()))
+	served := make(chan error, 1)
+	go func() { served <- s.http.Serve(l) }()
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		s.shutdownRedis()
+		return fmt.Errorf("serve: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), drainBudget)
+	defer cancel()
+	err := s.drain(dctx)
+	if serr := <-served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// startBackground subscribes the node channel and starts the heartbeat.
+func (s *Server) startBackground() {
+	s.bg.Add(2)
+	go func() {
+		defer s.bg.Done()
+		s.subscribeNode()
+	}()
+	go func() {
+		defer s.bg.Done()
+		s.beatLoop()
+	}()
+}
+
+// subscribeNode subscribes this replica's notice channel, retrying while
+// Redis is unreachable.
+func (s *Server) subscribeNode() {
+	for s.base.Err() == nil {
+		ctx, cancel := context.WithTimeout(s.base, 10*time.Second)
+		err := s.subs.Subscribe(ctx, s.nodeChan)
+		cancel()
+		if err == nil {
+			return
+		}
+		s.log.LogAttrs(s.base, slog.LevelWarn, "node channel subscribe failed, retrying", logging.Err(err))
+		select {
+		case <-time.After(time.Second):
+		case <-s.base.Done():
+		}
+	}
+}
+
+// drain is the SIGTERM sequence, bounded by ctx.
+func (s *Server) drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	s.mu.Unlock()
+	s.log.LogAttrs(ctx, slog.LevelInfo, "draining")
+	// Stop counting this replica's sockets at once; they are leaving.
+	if err := s.presence.Leave(ctx, s.cfg.NodeID); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "presence leave failed", logging.Err(err))
+	}
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		_ = s.http.Shutdown(ctx) // stops listening; sockets are ours to close
+	}()
+	s.closeSockets(ctx)
+	waited := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		for _, c := range s.snapshot() {
+			c.Abort()
+		}
+		<-waited
+	}
+	<-httpDone
+	s.shutdownRedis()
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "drained")
+	return nil
+}
+
+// closeSockets sends 1001 to every socket, spread over DrainSpread so the
+// clients do not all reconnect to the other replicas in the same instant.
+func (s *Server) closeSockets(ctx context.Context) {
+	conns := s.snapshot()
+	const tick = 10 * time.Millisecond
+	steps := max(int(s.cfg.DrainSpread/tick), 1)
+	per := (len(conns) + steps - 1) / steps
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for i, c := range conns {
+		if i > 0 && per > 0 && i%per == 0 {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}
+		c.Close(1001, "going away")
+	}
+}
+
+// shutdownRedis stops everything that uses Redis, then the client.
+func (s *Server) shutdownRedis() {
+	s.stop()
+	s.hub.Close()
+	_ = s.subs.Close()
+	s.bg.Wait()
+	_ = s.rdb.Close()
+}
+
+func (s *Server) snapshot() []*socket.Socket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*socket.Socket, 0, len(s.conns))
+	for _, c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Draining reports whether the drain started.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// router sends the node channel's messages to the notice handler and the
+// rest to the hub.
+type router struct{ s *Server }
+
+func (r router) Message(channel string, payload []byte) {
+	if channel == r.s.nodeChan {
+		r.s.notice(payload)
+		return
+	}
+	r.s.hub.Message(channel, payload)
+}
+
+func (r router) Resubscribed(channel string) {
+	if channel == r.s.nodeChan {
+		r.s.reregister()
+		return
+	}
+	r.s.hub.Resubscribed(channel)
+}
