@@ -1,0 +1,175 @@
+// Package httpapi is the order API's HTTP layer on Echo: routes, the
+// bearer-token middleware, strict JSON, one error handler producing
+// {"error":{"code","message"}} (PROTOCOL.md "Order API"), request metrics,
+// health endpoints and the OpenAPI document. Behaviour lives in package
+// order; this package only translates.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"orderpush/orderapi/internal/metrics"
+	"orderpush/orderapi/internal/order"
+	"orderpush/pkg/logging"
+	"orderpush/pkg/token"
+)
+
+// MaxBody is the largest request body accepted; larger ones get 413.
+const MaxBody = 64 << 10
+
+// Config wires the HTTP layer.
+type Config struct {
+	Orders   *order.Service
+	Verifier *token.Verifier
+	Metrics  *metrics.Metrics
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+	// CORSOrigins are the origins browsers may call from ("*": any).
+	CORSOrigins []string
+	// Checks are the readiness checks by name ("database", "redis").
+	Checks map[string]func(context.Context) error
+	// Draining reports that the process is shutting down: readiness fails
+	// and API requests get 503 unavailable.
+	Draining func() bool
+}
+
+type api struct {
+	cfg    Config
+	log    *slog.Logger
+	routes map[string]bool // registered path templates, the only route labels
+}
+
+// New returns the Echo instance serving the order API.
+func New(cfg Config) *echo.Echo {
+	a := &api{cfg: cfg, log: cfg.Logger, routes: map[string]bool{}}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.JSONSerializer = strictJSON{}
+	e.HTTPErrorHandler = a.handleError
+	e.Use(a.observe)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll:     true, // one panic must not dump every goroutine
+		DisableErrorHandler: true, // observe hands the error to handleError
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			a.log.Error("panic in handler", "route", c.Path(), logging.Err(err), "stack", string(stack))
+			return err
+		},
+	}))
+	e.Use(middleware.RequestID())
+	e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+		AllowOrigins:  cfg.CORSOrigins,
+		AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodOptions},
+		AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType},
+		ExposeHeaders: []string{echo.HeaderLocation, echo.HeaderXRequestID},
+		MaxAge:        600,
+	}))
+	e.Use(a.drainGate)
+	e.Use(middleware.BodyLimit(strconv.Itoa(MaxBody / 1024) + "K"))
+
+	add := func(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		a.routes[path] = true
+		e.Add(method, path, h, m...)
+	}
+	add(http.MethodPost, "/orders", a.createOrder, a.auth)
+	add(http.MethodGet, "/orders/:orderNo", a.getOrder, a.auth)
+	add(http.MethodPost, "/orders/:orderNo/process", a.processOrder, a.auth)
+	add(http.MethodGet, "/merchants/:id/orders", a.listOrders, a.auth)
+	add(http.MethodGet, "/merchants/:id/summary", a.summary, a.auth)
+	add(http.MethodGet, "/merchants/:id/events", a.events, a.auth)
+	add(http.MethodPost, "/connections/:connId/notice", a.notice, a.auth)
+	add(http.MethodGet, "/healthz", a.healthz)
+	add(http.MethodGet, "/readyz", a.readyz)
+	add(http.MethodGet, "/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	add(http.MethodGet, "/openapi.json", a.openapi)
+	return e
+}
+
+// observe records every request's duration by route template, method and
+// status, and logs server errors. It hands handler errors to the error
+// handler itself so the status it records is the one sent.
+func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		route := c.Path()
+		if !a.routes[route] {
+			route = "other"
+		}
+		method := c.Request().Method
+		switch method {
+		case http.MethodGet, http.MethodPost, http.MethodOptions, http.MethodHead:
+		default:
+			method = "other"
+		}
+		status := c.Response().Status
+		d := time.Since(start)
+		a.cfg.Metrics.HTTPDuration.WithLabelValues(route, method, strconv.Itoa(status)).Observe(d.Seconds())
+		if a.log.Enabled(c.Request().Context(), slog.LevelDebug) {
+			a.log.LogAttrs(c.Request().Context(), slog.LevelDebug, "request",
+				slog.String("method", method), slog.String("route", route), slog.Int("status", status),
+				slog.Duration("took", d), slog.String("requestId", c.Response().Header().Get(echo.HeaderXRequestID)))
+		}
+		return nil
+	}
+}
+
+// drainGate answers API requests with 503 while the process shuts down;
+// health and metrics stay up so the balancer sees the readiness change.
+func (a *api) drainGate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if a.cfg.Draining != nil && a.cfg.Draining() {
+			switch c.Path() {
+			case "/healthz", "/readyz", "/metrics":
+			default:
+				return &order.Error{Code: order.CodeUnavailable, Message: "shutting down, try another replica"}
+			}
+		}
+		return next(c)
+	}
+}
+
+const callerKey = "orderapi.caller"
+
+// auth verifies the bearer token (pinned algorithm, exp required, role and
+// subject checked by pkg/token) and stores the caller for the handler.
+// The token itself is never logged.
+func (a *api) auth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get(echo.HeaderAuthorization)
+		scheme, raw, ok := strings.Cut(h, " ")
+		if h == "" {
+			return unauthorized(c, "missing Authorization: Bearer <token>")
+		}
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return unauthorized(c, "Authorization must be Bearer <token>")
+		}
+		claims, err := a.cfg.Verifier.Verify(strings.TrimSpace(raw))
+		if err != nil {
+			return unauthorized(c, err.Error())
+		}
+		c.Set(callerKey, order.Caller{Role: claims.Role, Subject: claims.Subject})
+		return next(c)
+	}
+}
+
+func unauthorized(c echo.Context, msg string) error {
+	c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="orderapi"`)
+	return &order.Error{Code: order.CodeUnauthorized, Message: msg}
+}
+
+func caller(c echo.Context) order.Caller {
+	cl, _ := c.Get(callerKey).(order.Caller)
+	return cl
+}

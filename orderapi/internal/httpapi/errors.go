@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"orderpush/orderapi/internal/order"
+	"orderpush/pkg/logging"
+)
+
+// Codes this layer adds to PROTOCOL.md's list, for what the contract does
+// not cover: a known path with the wrong method, and a bug.
+const (
+	codeMethodNotAllowed = "method_not_allowed"
+	codeInternal         = "internal"
+)
+
+// statusOf maps every error code to its HTTP status: the one place that
+// does.
+var statusOf = map[string]int{
+	order.CodeInvalidJSON:     http.StatusBadRequest,
+	order.CodeInvalidField:    http.StatusBadRequest,
+	order.CodeUnauthorized:    http.StatusUnauthorized,
+	order.CodeForbidden:       http.StatusForbidden,
+	order.CodeNotFound:        http.StatusNotFound,
+	codeMethodNotAllowed:      http.StatusMethodNotAllowed,
+	order.CodePayloadTooLarge: http.StatusRequestEntityTooLarge,
+	order.CodeUnavailable:     http.StatusServiceUnavailable,
+	codeInternal:              http.StatusInternalServerError,
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// handleError is Echo's HTTPErrorHandler: every failure leaves as
+// {"error":{"code","message"}}.
+func (a *api) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	e := toError(err)
+	status := statusOf[e.Code]
+	switch {
+	case status >= 500 && e.Code != order.CodeUnavailable:
+		a.log.Error("request failed", "route", c.Path(), logging.Err(err))
+	case e.Code == order.CodeUnavailable && e.Err != nil:
+		a.log.Warn("dependency unavailable", "route", c.Path(), logging.Err(e.Err))
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message = e.Code, e.Message
+	_ = c.JSON(status, body)
+}
+
+// toError turns any handler error into an *order.Error.
+func toError(err error) *order.Error {
+	if e, ok := order.AsError(err); ok {
+		return e
+	}
+	var he *echo.HTTPError
+	if !errors.As(err, &he) {
+		return &order.Error{Code: codeInternal, Message: "internal error", Err: err}
+	}
+	switch he.Code {
+	case http.StatusNotFound:
+		return &order.Error{Code: order.CodeNotFound, Message: "no such route"}
+	case http.StatusMethodNotAllowed:
+		return &order.Error{Code: codeMethodNotAllowed, Message: "method not allowed on this route"}
+	case http.StatusRequestEntityTooLarge:
+		return &order.Error{Code: order.CodePayloadTooLarge, Message: "request body is larger than 64 KiB"}
+	case http.StatusUnauthorized:
+		return &order.Error{Code: order.CodeUnauthorized, Message: "unauthorized"}
+	case http.StatusForbidden:
+		return &order.Error{Code: order.CodeForbidden, Message: "forbidden"}
+	case http.StatusServiceUnavailable:
+		return &order.Error{Code: order.CodeUnavailable, Message: "unavailable"}
+	}
+	if he.Code >= 400 && he.Code < 500 {
+		return &order.Error{Code: order.CodeInvalidJSON, Message: http.StatusText(he.Code)}
+	}
+	return &order.Error{Code: codeInternal, Message: "internal error", Err: err}
+}
+
+// strictJSON is Echo's JSON serializer made strict for bodies bound with
+// c.Bind (unknown fields and trailing data are errors) and free of HTML
+// escaping on output, like the wire frames.
+type strictJSON struct{}
+
+func (strictJSON) Serialize(c echo.Context, i any, indent string) error {
+	enc := json.NewEncoder(c.Response())
+	enc.SetEscapeHTML(false)
+	if indent != "" {
+		enc.SetIndent("", indent)
+	}
+	return enc.Encode(i)
+}
+
+func (strictJSON) Deserialize(c echo.Context, i any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(i); err != nil {
+		return &order.Error{Code: order.CodeInvalidJSON, Message: "request body is not valid JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return &order.Error{Code: order.CodeInvalidJSON, Message: "unexpected data after the JSON object"}
+	}
+	return nil
+}

@@ -1,0 +1,4 @@
+package httpapi
+
+// OpenAPIDoc exposes the embedded document to tests.
+var OpenAPIDoc = openapiDoc

@@ -1,0 +1,173 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"orderpush/orderapi/internal/order"
+)
+
+// readBody reads the whole request body; BodyLimit makes an oversized one
+// fail with 413 here.
+func readBody(c echo.Context) ([]byte, error) {
+	b, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var he *echo.HTTPError
+		if errors.As(err, &he) {
+			return nil, he
+		}
+		return nil, &order.Error{Code: order.CodeInvalidJSON, Message: "could not read the request body"}
+	}
+	return b, nil
+}
+
+// respondThen writes status and v, flushes them to the client, and only
+// then runs after: the client's answer never waits for Redis.
+func respondThen(c echo.Context, status int, v any, after func()) error {
+	if err := c.JSON(status, v); err != nil {
+		return err
+	}
+	c.Response().Flush()
+	if after != nil {
+		after()
+	}
+	return nil
+}
+
+func (a *api) createOrder(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	o, ev, err := a.cfg.Orders.Create(c.Request().Context(), caller(c), body)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/orders/"+o.OrderNo)
+	return respondThen(c, http.StatusCreated, o, func() { a.cfg.Orders.Publish(c.Request().Context(), ev) })
+}
+
+func (a *api) getOrder(c echo.Context) error {
+	o, err := a.cfg.Orders.Get(c.Request().Context(), caller(c), c.Param("orderNo"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, o)
+}
+
+func (a *api) processOrder(c echo.Context) error {
+	o, ev, err := a.cfg.Orders.Process(c.Request().Context(), caller(c), c.Param("orderNo"))
+	if err != nil {
+		return err
+	}
+	var after func()
+	if ev != nil {
+		after = func() { a.cfg.Orders.Publish(c.Request().Context(), *ev) }
+	}
+	return respondThen(c, http.StatusOK, o, after)
+}
+
+func (a *api) listOrders(c echo.Context) error {
+	page, err := a.cfg.Orders.List(c.Request().Context(), caller(c), c.Param("id"), order.ListParams{
+		Status: c.QueryParam("status"), Limit: c.QueryParam("limit"), Before: c.QueryParam("before"),
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+func (a *api) summary(c echo.Context) error {
+	s, err := a.cfg.Orders.Summary(c.Request().Context(), caller(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s)
+}
+
+// events writes the stored frames verbatim: they are the bytes sockets got.
+func (a *api) events(c echo.Context) error {
+	frames, err := a.cfg.Orders.Events(c.Request().Context(), caller(c), c.Param("id"),
+		c.QueryParam("after"), c.QueryParam("limit"))
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	b.WriteString(`{"events":[`)
+	for i, f := range frames {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(f)
+	}
+	b.WriteString("]}\n")
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b.Bytes())
+}
+
+func (a *api) notice(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if err := a.cfg.Orders.Notice(c.Request().Context(), caller(c), c.Param("connId"), body); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]string{"status": "accepted"})
+}
+
+func (a *api) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz runs every check at once, each bounded to a second, and reports
+// each result by name.
+func (a *api) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), time.Second)
+	defer cancel()
+	checks := make(map[string]string, len(a.cfg.Checks)+1)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, check := range a.cfg.Checks {
+		wg.Go(func() {
+			res := "ok"
+			if err := check(ctx); err != nil {
+				res = err.Error()
+			}
+			mu.Lock()
+			checks[name] = res
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	ready := true
+	for _, r := range checks {
+		ready = ready && r == "ok"
+	}
+	if a.cfg.Draining != nil && a.cfg.Draining() {
+		checks["draining"] = "shutting down"
+		ready = false
+	}
+	if !ready {
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unready", "checks": checks})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+// openapiDoc is the order API's OpenAPI 3.1 document, served at
+// /openapi.json. It is a copy of deploy/openapi.json; a test keeps the two
+// identical. Never modified.
+//
+//go:embed openapi.json
+var openapiDoc []byte
+
+func (a *api) openapi(c echo.Context) error {
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapiDoc)
+}

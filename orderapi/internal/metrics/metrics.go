@@ -1,0 +1,57 @@
+// Package metrics defines the order API's Prometheus metrics. They are
+// registered on a registry the caller builds (in main, or per test), never
+// on a global one. All labels are bounded: route templates and status codes.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the order API's collectors. Safe for concurrent use.
+type Metrics struct {
+	OrdersCreated   prometheus.Counter
+	OrdersProcessed prometheus.Counter
+	// PublishErrors counts failed Redis publishes, by path: "fast" right
+	// after a commit, "relay" from the outbox relay.
+	PublishErrors  *prometheus.CounterVec
+	RelayPublished prometheus.Counter
+	EventsPruned   prometheus.Counter
+	NoticesSent    prometheus.Counter
+	// HTTPDuration is labelled by route template (e.g. /orders/:orderNo),
+	// method and status code.
+	HTTPDuration *prometheus.HistogramVec
+}
+
+// New creates the metrics and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		OrdersCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderapi_orders_created_total", Help: "Orders committed.",
+		}),
+		OrdersProcessed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderapi_orders_processed_total", Help: "Orders marked processed (first call only).",
+		}),
+		PublishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderapi_publish_errors_total", Help: "Failed Redis publishes of committed events.",
+		}, []string{"path"}),
+		RelayPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderapi_relay_published_total", Help: "Events the outbox relay published after the fast path missed them.",
+		}),
+		EventsPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderapi_events_pruned_total", Help: "Event log rows deleted after EVENT_RETENTION.",
+		}),
+		NoticesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderapi_notices_sent_total", Help: "Notices routed to a gateway replica.",
+		}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orderapi_http_request_duration_seconds",
+			Help:    "HTTP request duration by route template, method and status code.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method", "code"}),
+	}
+	m.PublishErrors.WithLabelValues("fast")
+	m.PublishErrors.WithLabelValues("relay")
+	reg.MustRegister(m.OrdersCreated, m.OrdersProcessed, m.PublishErrors, m.RelayPublished,
+		m.EventsPruned, m.NoticesSent, m.HTTPDuration)
+	return m
+}

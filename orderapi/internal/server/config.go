@@ -1,0 +1,93 @@
+package server
+
+import (
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"orderpush/orderapi/internal/store"
+	"orderpush/pkg/config"
+	"orderpush/pkg/logging"
+	"orderpush/pkg/stream"
+	"orderpush/pkg/token"
+)
+
+// Config is every setting of the orderapi binary. Load fills it from the
+// environment (PROTOCOL.md "Running it"); each field names its variable and
+// default.
+type Config struct {
+	Addr        string             // ORDERAPI_ADDR, default ":8090"
+	DatabaseURL string             // DATABASE_URL, default "sqlite://data/orders.db"
+	Redis       config.RedisConfig // REDIS_URL, default redis://127.0.0.1:6379/0
+	JWT         token.Config       // JWT_SECRET (>= 32 bytes) or JWT_PUBLIC_KEY_FILE; JWT_ISSUER, JWT_AUDIENCE
+	HistorySize int                // HISTORY_SIZE, default 1000 events per merchant in Redis
+	HistoryTTL  time.Duration      // HISTORY_TTL, default 24h
+	// EventRetention is EVENT_RETENTION, default 168h: how long the event
+	// log keeps published events.
+	EventRetention time.Duration
+	// CORSOrigins is CORS_ALLOWED_ORIGINS, comma-separated origins browsers
+	// may call from, default "*" (any).
+	CORSOrigins []string
+	// RelayInterval is OUTBOX_RELAY_INTERVAL, default 1s: how often the
+	// outbox relay looks for events Redis did not get.
+	RelayInterval time.Duration
+	// RelayGrace is how long after its commit an unpublished event is left
+	// to the fast path before the relay takes it (default 3s; tests only).
+	RelayGrace time.Duration
+	// DBConnectTimeout is DATABASE_CONNECT_TIMEOUT, default 30s: how long
+	// start-up waits for the database.
+	DBConnectTimeout time.Duration
+	// ShutdownTimeout bounds the drain after SIGTERM (default 8s, inside
+	// the contract's 10 s).
+	ShutdownTimeout time.Duration
+}
+
+// Load reads the configuration and builds the logger (LOG_LEVEL,
+// LOG_FORMAT) writing to logOut. The error lists every bad setting by name.
+func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, error) {
+	l := config.NewLoader(getenv)
+	c := Config{
+		Addr:             l.Addr("ORDERAPI_ADDR", ":8090"),
+		DatabaseURL:      l.String("DATABASE_URL", "sqlite://data/orders.db"),
+		Redis:            l.Redis(),
+		JWT:              l.JWT(),
+		HistorySize:      l.Int("HISTORY_SIZE", stream.DefaultHistorySize, 1, 1_000_000),
+		HistoryTTL:       l.Duration("HISTORY_TTL", stream.DefaultHistoryTTL, time.Second, 365*24*time.Hour),
+		EventRetention:   l.Duration("EVENT_RETENTION", 168*time.Hour, time.Minute, 10*365*24*time.Hour),
+		CORSOrigins:      origins(l),
+		RelayInterval:    l.Duration("OUTBOX_RELAY_INTERVAL", time.Second, 10*time.Millisecond, time.Hour),
+		DBConnectTimeout: l.Duration("DATABASE_CONNECT_TIMEOUT", 30*time.Second, 0, time.Hour),
+		ShutdownTimeout:  8 * time.Second,
+	}
+	if _, _, err := store.ParseURL(c.DatabaseURL); err != nil {
+		l.Fail("DATABASE_URL", "%v", err)
+	}
+	logger := logging.Load(l, logOut)
+	return c, logger, l.Err()
+}
+
+// origins reads CORS_ALLOWED_ORIGINS: "*" or scheme://host[:port] entries.
+func origins(l *config.Loader) []string {
+	var out []string
+	for _, o := range strings.Split(l.String("CORS_ALLOWED_ORIGINS", "*"), ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		if o != "*" {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				l.Fail("CORS_ALLOWED_ORIGINS", "want * or comma-separated origins like https://shop.example, got %q", o)
+				continue
+			}
+			o = strings.TrimSuffix(o, "/")
+		}
+		out = append(out, o)
+	}
+	if len(out) == 0 {
+		out = []string{"*"}
+	}
+	return out
+}
