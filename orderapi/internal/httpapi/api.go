@@ -74,7 +74,7 @@ func New(cfg Config) *echo.Echo {
 		MaxAge:        600,
 	}))
 	e.Use(a.drainGate)
-	e.Use(middleware.BodyLimit(strconv.Itoa(MaxBody / 1024) + "K"))
+	e.Use(middleware.BodyLimit(strconv.Itoa(MaxBody/1024) + "K"))
 
 	add := func(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 		a.routes[path] = true

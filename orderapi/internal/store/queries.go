@@ -4,12 +4,12 @@ import "github.com/jmoiron/sqlx"
 
 // queries holds every statement, rebound once for the dialect.
 type queries struct {
-	insertOrder, bumpMerchant, insertEvent                   string
-	processOrder, unprocessMerchant                           string
-	getOrder, orderID, merchant, events                       string
-	listAll, listAllBefore, listStatus, listStatusBefore      string
-	unpublished, unpublishedLocked, unpublishedMerchants      string
-	prune, relayLock                                          string
+	insertOrder, bumpMerchant, insertEvent               string
+	processOrder, unprocessMerchant                      string
+	getOrder, orderID, merchant, events                  string
+	listAll, listAllBefore, listStatus, listStatusBefore string
+	unpublished, unpublishedLocked, unpublishedMerchants string
+	prune, relayLock                                     string
 }
 
 const orderCols = `order_no, merchant_id, user_id, date, price_cents, status, created_ms`
@@ -53,7 +53,7 @@ func newQueries(db *sqlx.DB) queries {
 		unpublished: r(unpublished),
 		// PostgreSQL only: SQLite has no row locks (and one writer anyway).
 		unpublishedLocked: r(unpublished + ` FOR UPDATE SKIP LOCKED`),
-		prune: r(`DELETE FROM events WHERE published AND created_ms < ?`),
+		prune:             r(`DELETE FROM events WHERE published AND created_ms < ?`),
 		// One relay per merchant at a time across replicas: the rows are
 		// locked with SKIP LOCKED, and this transaction-scoped advisory lock
 		// keeps a second relay from publishing a merchant's later rows while
