@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,7 +48,8 @@ func (c *BenchConfig) want(s string) bool { return len(c.Only) == 0 || slices.Co
 
 // Bench runs every selected scenario cfg.Runs times against st, interleaving
 // the runs (so a noisy minute spoils one sample of each, not all samples of
-// one), and returns the aggregated rows.
+// one), and returns the aggregated rows. A failing scenario does not stop the
+// others; the error returned joins every failure.
 func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 	if cfg.Runs <= 0 {
 		cfg.Runs = 3
@@ -56,12 +58,14 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		cfg.Databases = []string{DBSQLite, DBPostgres}
 	}
 	var all []Metric
+	var errs []error
 	record := func(r *Report, err error) {
 		if r == nil {
 			r = &Report{Scenario: "error"}
 		}
 		if err != nil {
 			r.Notef("ERROR: %v", err)
+			errs = append(errs, fmt.Errorf("%s/%s run %d: %w", r.Scenario, r.Variant, r.Run, err))
 		}
 		WriteTable(cfg.Out, r)
 		if cfg.JSON != nil {
@@ -163,7 +167,7 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 	rows := Aggregate(all)
 	fmt.Fprintf(cfg.Out, "\n######## summary: median of %d runs (spread min..max)\n", cfg.Runs)
 	WriteSummary(cfg.Out, rows)
-	return rows, ctx.Err()
+	return rows, errors.Join(append(errs, ctx.Err())...)
 }
 
 // Machine describes where the figures were taken.

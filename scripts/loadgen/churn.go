@@ -72,6 +72,7 @@ func Churn(ctx context.Context, e *Env, cfg ChurnConfig, run int) (*Report, erro
 			return nil, err
 		}
 	}
+	e.NextRun() // fresh merchants: no history from an earlier scenario
 	r := &Report{Scenario: "churn", Variant: cfg.Mode, Run: run, Started: time.Now()}
 	merchants := make([]string, cfg.Merchants)
 	for i := range merchants {

@@ -108,7 +108,7 @@ func (e *Env) Close() {
 func (e *Env) Now() time.Duration { return time.Since(e.epoch) }
 
 // NextRun gives the Env a fresh RunID, so the next scenario's merchants have
-// no history.
+// no history. Every scenario calls it first; scenarios run one at a time.
 func (e *Env) NextRun() { e.RunID = newRunID() }
 
 // MerchantID is the id of the run's i-th merchant.

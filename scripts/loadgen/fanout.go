@@ -136,6 +136,7 @@ func Fanout(ctx context.Context, e *Env, cfg FanoutConfig, run int) (*Report, er
 	if err := e.NeedRedis(); err != nil {
 		return nil, err
 	}
+	e.NextRun() // fresh merchants: no history from an earlier scenario
 	r := &Report{Scenario: "fanout", Run: run, Started: time.Now()}
 	if cfg.Batch {
 		r.Variant = "batch"
@@ -160,10 +161,12 @@ func Fanout(ctx context.Context, e *Env, cfg FanoutConfig, run int) (*Report, er
 		r.Notef("%d of %d sockets failed to open: %v", op.Failed, cfg.Sockets, op.Errors)
 	}
 	wait := e.Profile.CPU(ctx, fmt.Sprintf("fanout-run%d", run), min(cfg.Duration, 10*time.Second))
+	cpu := e.startCPU()
 	res, err := fanPhase(ctx, e, fl, c, cfg, "fanout", func(ctx context.Context, seq uint64) error {
 		_, err := e.Stream.Publish(ctx, merchant, seq, int64(seq), OrderFrame(merchant, seq, time.Now()))
 		return err
 	})
+	gw := cpu.addCPU(r, "")
 	wait()
 	if err != nil {
 		return r, err
@@ -182,6 +185,9 @@ func Fanout(ctx context.Context, e *Env, cfg FanoutConfig, run int) (*Report, er
 		m.Floor = floor.rate()
 	}
 	r.Add("ns_per_delivery", float64(res.Elapsed.Nanoseconds())/float64(max(1, res.Deliveries)), "ns")
+	if gw >= 0 {
+		r.Add("gateway_cpu_ns_per_delivery", float64(gw.Nanoseconds())/float64(max(1, res.Deliveries)), "ns")
+	}
 	r.AddDelivery("", d)
 	if n := Drops(socks); len(n) > 0 {
 		r.Notef("sockets closed early: %v", n)

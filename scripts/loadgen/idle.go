@@ -78,6 +78,7 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 			return nil, err
 		}
 	}
+	e.NextRun() // fresh merchants: no history from an earlier scenario
 	r := &Report{Scenario: "idle", Run: run, Started: time.Now()}
 	if cfg.Sockets >= 100000 {
 		r.Variant = strconv.Itoa(cfg.Sockets/1000) + "k"
@@ -92,7 +93,11 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 	}
 	defer fl.Close()
 	before := e.gatewayStats(ctx)
+	cpu := e.startCPU()
 	res := fl.Open(ctx, cfg.Sockets, 0, cfg.Parallel)
+	if gw := cpu.addCPU(r, "connect_"); gw >= 0 && res.Opened > 0 {
+		r.Add("connect_gateway_cpu_per_connect", float64(gw.Microseconds())/float64(res.Opened), "us")
+	}
 	r.Add("sockets", float64(res.Opened), "")
 	r.Add("failed", float64(res.Failed), "").Target = &Target{Op: "<=", Value: 0}
 	rate := float64(res.Opened) / res.Elapsed.Seconds()

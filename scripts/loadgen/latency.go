@@ -203,6 +203,7 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	if err := e.NeedGateways(); err != nil {
 		return nil, err
 	}
+	e.NextRun() // fresh merchants: no history from an earlier scenario
 	r := &Report{Scenario: "latency", Variant: cfg.Variant, Run: run, Started: time.Now()}
 	merchants := make([]string, cfg.Merchants)
 	for i := range merchants {
@@ -238,10 +239,12 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	if op.Opened == 0 {
 		return r, errors.New("latency: no socket opened")
 	}
+	cpu := e.startCPU()
 	pr, err := runFlow(ctx, e, fl, flow, cfg.Rate, cfg.Duration, cfg.Workers, cfg.Drain, fmt.Sprintf("latency-%s-run%d", cfg.Variant, run))
 	if err != nil {
 		return r, err
 	}
+	cpu.addCPU(r, "")
 	socks := fl.Socks()
 	fl.Close()
 	lat, d := flow.account(socks)

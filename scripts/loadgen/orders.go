@@ -37,6 +37,7 @@ func Orders(ctx context.Context, e *Env, cfg OrdersConfig, run int) (*Report, er
 	if err := e.NeedOrderAPI(); err != nil {
 		return nil, err
 	}
+	e.NextRun() // fresh merchants: no history from an earlier scenario
 	r := &Report{Scenario: "orders", Variant: cfg.Variant, Run: run, Started: time.Now()}
 	merchants := make([]string, cfg.Merchants)
 	for i := range merchants {

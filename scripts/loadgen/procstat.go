@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // RSS returns the resident set size of process pid in bytes, from the VmRSS
@@ -121,4 +123,97 @@ func RaiseFileLimit(want uint64) (uint64, error) {
 		return 0, fmt.Errorf("setrlimit: %w", err)
 	}
 	return lim.Cur, nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// ProcCPU returns the user+system CPU time process pid has used, from
+// /proc/<pid>/stat.
+func ProcCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("cpu of %d: %w", pid, err)
+	}
+	return parseStatCPU(b)
+}
+
+func parseStatCPU(stat []byte) (time.Duration, error) {
+	// The command name (field 2) may hold spaces; fields after its closing
+	// parenthesis are plain: state is field 3, utime 14, stime 15.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("unexpected /proc stat times")
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter measures the CPU the local gateways and the load generator use
+// during a phase: on a two-core machine shared by both, where the cores go
+// explains most figures.
+type cpuMeter struct {
+	e    *Env
+	t0   time.Time
+	gw   []time.Duration // -1: unknown
+	self time.Duration
+}
+
+func (e *Env) startCPU() *cpuMeter {
+	m := &cpuMeter{e: e, t0: time.Now(), self: selfCPU()}
+	for _, pid := range e.GatewayPIDs {
+		d, err := ProcCPU(pid)
+		if err != nil || pid <= 0 {
+			d = -1
+		}
+		m.gw = append(m.gw, d)
+	}
+	return m
+}
+
+// stop returns the CPU time the gateways (all of them, -1 when no local pid
+// is known) and the load generator used since start, and the wall time.
+func (m *cpuMeter) stop() (gateways, self, wall time.Duration) {
+	wall = time.Since(m.t0)
+	self = selfCPU() - m.self
+	gateways = -1
+	for i, pid := range m.e.GatewayPIDs {
+		if m.gw[i] < 0 {
+			continue
+		}
+		d, err := ProcCPU(pid)
+		if err != nil {
+			continue
+		}
+		gateways = max(gateways, 0) + d - m.gw[i]
+	}
+	return gateways, self, wall
+}
+
+// addCPU reports the cores the gateways and the load generator kept busy.
+func (m *cpuMeter) addCPU(r *Report, prefix string) (gateways time.Duration) {
+	gw, self, wall := m.stop()
+	if gw >= 0 {
+		r.Add(prefix+"gateway_cpu_cores", gw.Seconds()/wall.Seconds(), "cores")
+	}
+	r.Add(prefix+"loadgen_cpu_cores", self.Seconds()/wall.Seconds(), "cores")
+	return gw
 }

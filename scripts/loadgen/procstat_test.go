@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseVmRSS(t *testing.T) {
@@ -37,5 +38,17 @@ gateway_connections{node="a"} 5000 1700000000
 	}
 	if _, err := parseMetric(strings.NewReader(text), "missing"); err == nil {
 		t.Fatal("missing metric: want an error")
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	t.Parallel()
+	stat := "1234 (gate way) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100 1000 200 18446744073709551615\n"
+	got, err := parseStatCPU([]byte(stat))
+	if err != nil || got != 3*time.Second {
+		t.Fatalf("parseStatCPU = %v, %v; want 3s", got, err)
+	}
+	if _, err := ProcCPU(os.Getpid()); err != nil {
+		t.Fatal(err)
 	}
 }

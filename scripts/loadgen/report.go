@@ -105,7 +105,8 @@ func (r *Report) AddLatency(prefix string, s Summary, floor *Summary) {
 	if floor != nil {
 		f = *floor
 	}
-	r.Add(prefix+"samples", float64(s.Count), "")
+	// A latency figure over no samples is no figure: fail the row.
+	r.Add(prefix+"samples", float64(s.Count), "").Target = &Target{Op: ">=", Value: 1}
 	add("p50", s.P50, f.P50)
 	add("p90", s.P90, f.P90)
 	add("p99", s.P99, f.P99)

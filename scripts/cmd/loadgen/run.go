@@ -16,6 +16,7 @@ import (
 
 // single runs one scenario -runs times.
 func (f *flags) single(ctx context.Context, scenario string, stdout, progress io.Writer) error {
+	f.shareParallel()
 	var st *loadgen.Stack
 	if f.stack {
 		var err error
@@ -45,7 +46,6 @@ func (f *flags) single(ctx context.Context, scenario string, stdout, progress io
 	fmt.Fprintf(stdout, "loadgen %s on %s, %s\n", scenario, loadgen.Machine(), loadgen.LoadAvg())
 	var all []loadgen.Metric
 	for run := 1; run <= f.runs && ctx.Err() == nil; run++ {
-		env.NextRun()
 		r, err := f.scenario(ctx, env, scenario, run)
 		if r != nil {
 			loadgen.WriteTable(stdout, r)
@@ -101,6 +101,7 @@ func (f *flags) scenario(ctx context.Context, e *loadgen.Env, name string, run i
 
 // bench starts a local stack and runs everything.
 func (f *flags) bench(ctx context.Context, stdout, progress io.Writer, fileLimit uint64) error {
+	f.shareParallel()
 	if f.quick {
 		f.applyQuick()
 	}
@@ -128,6 +129,11 @@ func (f *flags) bench(ctx context.Context, stdout, progress io.Writer, fileLimit
 	}
 	_, err = loadgen.Bench(ctx, st, cfg)
 	return err
+}
+
+// shareParallel gives -parallel to every scenario that opens sockets.
+func (f *flags) shareParallel() {
+	f.idle.Parallel, f.latency.Parallel, f.fanout.Parallel, f.churn.Parallel = f.parallel, f.parallel, f.parallel, f.parallel
 }
 
 // applyQuick shrinks every scenario to a smoke size.
