@@ -107,7 +107,7 @@ func Start(t testing.TB, opt Options) *Env {
 		JWT:            token.Config{Secret: []byte(Secret)},
 		EventRetention: 168 * time.Hour, CORSOrigins: []string{"*"},
 		RelayInterval: 100 * time.Millisecond, RelayGrace: 500 * time.Millisecond,
-		DBConnectTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second,
+		DBConnectTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second, DrainDelay: 1,
 	}
 	if opt.Tweak != nil {
 		opt.Tweak(&cfg)
@@ -211,9 +211,9 @@ func (e *Env) Do(t testing.TB, method, path, tok, body string) Response {
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
-// Count returns the number of rows in table, read through a connection of
-// its own.
-func (e *Env) Count(t testing.TB, table string) int {
+// Count returns the number of rows of from (a table, optionally followed by
+// a WHERE clause), read through a connection of its own.
+func (e *Env) Count(t testing.TB, from string) int {
 	t.Helper()
 	if e.db == nil {
 		dialect, dsn, err := store.ParseURL(e.DatabaseURL)
@@ -229,8 +229,8 @@ func (e *Env) Count(t testing.TB, table string) int {
 		}
 	}
 	var n int
-	if err := e.db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil {
-		t.Fatalf("count %s: %v", table, err)
+	if err := e.db.QueryRow("SELECT COUNT(*) FROM " + from).Scan(&n); err != nil {
+		t.Fatalf("count %s: %v", from, err)
 	}
 	return n
 }

@@ -39,8 +39,12 @@ type Config struct {
 	// DBConnectTimeout is DATABASE_CONNECT_TIMEOUT, default 30s: how long
 	// start-up waits for the database.
 	DBConnectTimeout time.Duration
-	// ShutdownTimeout bounds the drain after SIGTERM (default 8s, inside
-	// the contract's 10 s).
+	// DrainDelay is how long, after SIGTERM, the server keeps its listener
+	// open answering readiness 503 and API requests 503 unavailable, so
+	// balancers and keep-alive clients learn it is leaving (default 500ms).
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds the wait for requests in flight after the
+	// drain delay (default 8s; with the delay inside the contract's 10 s).
 	ShutdownTimeout time.Duration
 }
 
@@ -59,6 +63,7 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		CORSOrigins:      origins(l),
 		RelayInterval:    l.Duration("OUTBOX_RELAY_INTERVAL", time.Second, 10*time.Millisecond, time.Hour),
 		DBConnectTimeout: l.Duration("DATABASE_CONNECT_TIMEOUT", 30*time.Second, 0, time.Hour),
+		DrainDelay:       500 * time.Millisecond,
 		ShutdownTimeout:  8 * time.Second,
 	}
 	if _, _, err := store.ParseURL(c.DatabaseURL); err != nil {

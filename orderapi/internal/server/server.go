@@ -135,9 +135,10 @@ func openStore(ctx context.Context, cfg Config, opt store.Options, log *slog.Log
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Run serves HTTP and runs the outbox until ctx ends, then drains: readiness
-// turns 503, new API requests get 503, requests in flight finish (within
-// ShutdownTimeout), the outbox records what it published, and every
-// connection is closed. It returns nil after a clean drain.
+// turns 503 and new API requests get 503 for DrainDelay, then the listener
+// closes, requests in flight finish (within ShutdownTimeout), the outbox
+// records what it published, and every connection is closed. It returns nil
+// after a clean drain.
 func (s *Server) Run(ctx context.Context) error {
 	obCtx, stopOutbox := context.WithCancel(context.WithoutCancel(ctx))
 	obDone := make(chan struct{})
@@ -157,6 +158,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.draining.Store(true)
 	s.log.Info("draining")
+	if err == nil && s.cfg.DrainDelay > 0 {
+		time.Sleep(s.cfg.DrainDelay) // serving 503s meanwhile; bounded, configured
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout())
 	defer cancel()
 	if serr := s.http.Shutdown(sctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) {

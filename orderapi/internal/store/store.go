@@ -228,9 +228,10 @@ func (s *Store) migrate(ctx context.Context) error {
 // Dialect reports the database in use.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers. It uses the reader pool: SQLite's
+// single writer may be busy with a transaction for a while.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.w.PingContext(ctx); err != nil {
+	if err := s.r.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping %s: %w", s.dialect, err)
 	}
 	return nil

@@ -357,3 +357,53 @@ func cmpKey(a, b store.EventKey) int {
 	}
 	return int(a.Seq) - int(b.Seq)
 }
+
+// While one relay holds a merchant's rows, a second relay (another replica)
+// skips that merchant instead of publishing its rows twice or out of order,
+// and relays the other merchants.
+func TestRelaySkipsLockedMerchant(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	now := time.UnixMilli(1_700_000_000_000)
+	a := open(t, url, store.Options{Now: func() time.Time { return now }})
+	b := open(t, url, store.Options{Now: func() time.Time { return now }})
+	for range 3 {
+		create(t, a, "m1", "u1")
+	}
+	create(t, a, "m2", "u1")
+	holding, release := make(chan struct{}), make(chan struct{})
+	first := make(chan int)
+	go func() {
+		n, err := a.Relay(t.Context(), now.UnixMilli(), 100, func(_ context.Context, evs []store.Event) int {
+			if evs[0].MerchantID == "m1" {
+				close(holding)
+				<-release
+			}
+			return len(evs)
+		})
+		if err != nil {
+			t.Errorf("first relay: %v", err)
+		}
+		first <- n
+	}()
+	<-holding
+	var second []store.EventKey
+	n, err := b.Relay(t.Context(), now.UnixMilli(), 100, func(_ context.Context, evs []store.Event) int {
+		for _, ev := range evs {
+			second = append(second, store.EventKey{MerchantID: ev.MerchantID, Seq: ev.Seq})
+		}
+		return len(evs)
+	})
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range second {
+		if k.MerchantID == "m1" {
+			t.Fatalf("second relay published %v while the first held m1", second)
+		}
+	}
+	if got := n + <-first; got != 4 {
+		t.Fatalf("relays published %d events in all; want 4", got)
+	}
+}
