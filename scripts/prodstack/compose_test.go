@@ -1,0 +1,323 @@
+package prodstack_test
+
+import (
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"orderpush/pkg/config"
+	"orderpush/scripts/launch"
+	"orderpush/scripts/prodstack"
+)
+
+// The compose file cannot run here (no Docker engine), so these tests check
+// it statically: its topology, and every setting against what the binaries
+// really read. The process stack (stack_test.go) then runs every replica
+// with the compose file's own settings.
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := launch.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func loadCompose(t *testing.T) (*prodstack.Compose, map[string]string) {
+	t.Helper()
+	root := repoRoot(t)
+	env, err := prodstack.LoadEnvFile(filepath.Join(root, prodstack.EnvExamplePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := prodstack.LoadCompose(root, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, env
+}
+
+// listenPort is the port of a service's *_ADDR listen setting.
+func listenPort(t *testing.T, name string, svc prodstack.Service) string {
+	t.Helper()
+	for k, v := range svc.Environment {
+		if strings.HasSuffix(k, "_ADDR") {
+			if host, port, err := net.SplitHostPort(v); err == nil && host == "" {
+				return port
+			}
+		}
+	}
+	t.Fatalf("%s: no listen setting like GATEWAY_ADDR=:8080", name)
+	return ""
+}
+
+func TestComposeTopology(t *testing.T) {
+	t.Parallel()
+	c, _ := loadCompose(t)
+	counts := map[string]int{}
+	for _, s := range c.Services {
+		counts[s.Kind()]++
+	}
+	want := map[string]int{
+		prodstack.KindRedis: 1, prodstack.KindPostgres: 1, prodstack.KindNginx: 1,
+		prodstack.KindGateway: 3, prodstack.KindOrderAPI: 2,
+	}
+	for kind, n := range want {
+		if counts[kind] != n {
+			t.Errorf("%d %s services, want %d", counts[kind], kind, n)
+		}
+	}
+	for kind := range counts {
+		if _, ok := want[kind]; !ok {
+			t.Errorf("unexpected service kind %q", kind)
+		}
+	}
+
+	for name, s := range c.Services {
+		if !slices.Contains([]string{"always", "unless-stopped", "on-failure"}, s.Restart) {
+			t.Errorf("%s: restart policy %q", name, s.Restart)
+		}
+		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 || s.Healthcheck.Test[0] != "CMD" {
+			t.Errorf("%s: want an exec-form health check [\"CMD\", ...], got %+v", name, s.Healthcheck)
+		}
+		if s.Image == "" {
+			t.Errorf("%s: no image name", name)
+		}
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if !strings.HasPrefix(src, ".") && !strings.HasPrefix(src, "/") {
+				if _, ok := c.Volumes[src]; !ok {
+					t.Errorf("%s: volume %s is not declared under volumes:", name, src)
+				}
+			}
+		}
+		if len(s.Ports) > 0 && s.Kind() != prodstack.KindNginx {
+			t.Errorf("%s publishes %v: only nginx is the entry point", name, s.Ports)
+		}
+	}
+
+	nodes := map[string]string{}
+	for _, kind := range []string{prodstack.KindGateway, prodstack.KindOrderAPI} {
+		for _, name := range c.ServicesOf(kind) {
+			s := c.Services[name]
+			port := listenPort(t, name, s)
+			hc := s.Healthcheck.Test
+			u, err := url.Parse(hc[len(hc)-1])
+			if err != nil || u.Path != "/readyz" || u.Port() != port || u.Hostname() != "127.0.0.1" {
+				t.Errorf("%s: health check %v, want http://127.0.0.1:%s/readyz", name, hc, port)
+			}
+			if depOK(s, "redis") == "" {
+				t.Errorf("%s: must depend on redis being healthy", name)
+			}
+			if kind == prodstack.KindOrderAPI && depOK(s, "postgres") == "" {
+				t.Errorf("%s: must depend on postgres being healthy", name)
+			}
+			if d, err := time.ParseDuration(s.StopGracePeriod); err != nil || d < 10*time.Second {
+				t.Errorf("%s: stop_grace_period %q: a replica drains for up to 10 s", name, s.StopGracePeriod)
+			}
+			if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {
+				t.Errorf("%s: want read_only and cap_drop ALL (static binary, nothing to write)", name)
+			}
+			if kind == prodstack.KindGateway {
+				id := s.Environment["NODE_ID"]
+				if id == "" || nodes[id] != "" {
+					t.Errorf("%s: NODE_ID %q must be set and unique (also used by %q)", name, id, nodes[id])
+				}
+				nodes[id] = name
+			}
+		}
+	}
+
+	ng := c.Services[c.ServicesOf(prodstack.KindNginx)[0]]
+	for _, name := range append(c.ServicesOf(prodstack.KindGateway), c.ServicesOf(prodstack.KindOrderAPI)...) {
+		if ng.DependsOn[name].Condition != "service_healthy" {
+			t.Errorf("nginx must depend on %s being healthy", name)
+		}
+	}
+	listen := ng.Environment["NGINX_LISTEN"]
+	if len(ng.Ports) != 1 || !strings.HasSuffix(ng.Ports[0], ":"+listen) {
+		t.Errorf("nginx ports %v do not publish NGINX_LISTEN %q", ng.Ports, listen)
+	}
+	if hc := strings.Join(ng.Healthcheck.Test, " "); !strings.Contains(hc, "127.0.0.1:"+listen+"/nginx-health") {
+		t.Errorf("nginx health check %q does not ask /nginx-health on its port", hc)
+	}
+}
+
+// depOK returns dep when s depends on it being healthy, else "".
+func depOK(s prodstack.Service, dep string) string {
+	if s.DependsOn[dep].Condition == "service_healthy" {
+		return dep
+	}
+	return ""
+}
+
+func TestComposeSettingsAreTheBinariesSettings(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	c, env := loadCompose(t)
+	settings := map[string]map[string]bool{
+		prodstack.KindGateway:  binarySettings(t, root, "gateway"),
+		prodstack.KindOrderAPI: binarySettings(t, root, "orderapi"),
+	}
+	required := map[string][]string{
+		prodstack.KindGateway:  {"JWT_SECRET", "REDIS_URL", "GATEWAY_ADDR", "NODE_ID", "ORDERAPI_URL"},
+		prodstack.KindOrderAPI: {"JWT_SECRET", "REDIS_URL", "ORDERAPI_ADDR", "DATABASE_URL"},
+	}
+	pg := c.Services[c.ServicesOf(prodstack.KindPostgres)[0]].Environment
+	ngName := c.ServicesOf(prodstack.KindNginx)[0]
+	ngListen := c.Services[ngName].Environment["NGINX_LISTEN"]
+	redisName := c.ServicesOf(prodstack.KindRedis)[0]
+
+	for kind, known := range settings {
+		for _, name := range c.ServicesOf(kind) {
+			e := c.Services[name].Environment
+			for _, k := range sortedKeys(e) {
+				if !known[k] {
+					t.Errorf("%s: %s is not a setting of the %s binary (it reads %v)", name, k, kind, sortedKeys(known))
+				}
+			}
+			for _, k := range required[kind] {
+				if e[k] == "" {
+					t.Errorf("%s: %s must be set", name, k)
+				}
+			}
+			if len(e["JWT_SECRET"]) < 32 {
+				t.Errorf("%s: JWT_SECRET from .env.example is %d bytes; the binaries refuse < 32", name, len(e["JWT_SECRET"]))
+			}
+			rc, err := config.ParseRedisURL(e["REDIS_URL"])
+			if err != nil || rc.Single == nil || rc.Single.Addr != redisName+":6379" {
+				t.Errorf("%s: REDIS_URL %q does not name the %s service: %v", name, e["REDIS_URL"], redisName, err)
+			}
+			switch kind {
+			case prodstack.KindOrderAPI:
+				u, err := url.Parse(e["DATABASE_URL"])
+				pw, _ := u.User.Password()
+				if err != nil || u.Scheme != "postgres" || u.Host != "postgres:5432" || u.User.Username() != pg["POSTGRES_USER"] ||
+					pw != env["POSTGRES_PASSWORD"] || u.Path != "/"+pg["POSTGRES_DB"] {
+					t.Errorf("%s: DATABASE_URL does not match the postgres service (user, password, database)", name)
+				}
+			case prodstack.KindGateway:
+				u, err := url.Parse(e["ORDERAPI_URL"])
+				if err != nil || u.Host != ngName+":"+ngListen || u.Path != "/api" {
+					t.Errorf("%s: ORDERAPI_URL %q: want http://%s:%s/api (the balanced order API)", name, e["ORDERAPI_URL"], ngName, ngListen)
+				}
+			}
+		}
+	}
+}
+
+func TestComposeNginxRendersTheSharedTemplate(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	c, _ := loadCompose(t)
+	ngName := c.ServicesOf(prodstack.KindNginx)[0]
+	ng := c.Services[ngName]
+	tmpl, err := os.ReadFile(filepath.Join(root, prodstack.TemplatePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := prodstack.TemplateVariables(string(tmpl))
+
+	// The template is mounted where the image renders templates, under the
+	// name that replaces its default site.
+	mounted := false
+	for _, v := range ng.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && filepath.Clean(filepath.Join(root, "deploy", parts[0])) == filepath.Join(root, prodstack.TemplatePath) {
+			mounted = parts[1] == "/etc/nginx/templates/default.conf.template"
+		}
+	}
+	if !mounted {
+		t.Errorf("nginx volumes %v do not mount %s as /etc/nginx/templates/default.conf.template", ng.Volumes, prodstack.TemplatePath)
+	}
+
+	// The envsubst filter lets through exactly the template's variables.
+	filter, err := regexp.Compile(ng.Environment["NGINX_ENVSUBST_FILTER"])
+	if err != nil {
+		t.Fatalf("NGINX_ENVSUBST_FILTER: %v", err)
+	}
+	for _, v := range vars {
+		if !filter.MatchString(v) {
+			t.Errorf("NGINX_ENVSUBST_FILTER leaves out template variable %s", v)
+		}
+		if _, ok := ng.Environment[v]; !ok {
+			t.Errorf("nginx service does not set template variable %s", v)
+		}
+	}
+	for _, k := range []string{"PATH", "HOSTNAME", "NGINX_VERSION", "host"} {
+		if filter.MatchString(k) {
+			t.Errorf("NGINX_ENVSUBST_FILTER lets %s through", k)
+		}
+	}
+
+	site, err := prodstack.RenderTemplate(string(tmpl), ng.Environment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for upstream, kind := range map[string]string{"orderpush_gateway": prodstack.KindGateway, "orderpush_orderapi": prodstack.KindOrderAPI} {
+		var want []string
+		for _, name := range c.ServicesOf(kind) {
+			want = append(want, name+":"+listenPort(t, name, c.Services[name]))
+		}
+		got := upstreamServers(t, site, upstream)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("upstream %s has servers %v, want exactly the %s services %v", upstream, got, kind, want)
+		}
+	}
+	if !strings.Contains(site, "listen "+ng.Environment["NGINX_LISTEN"]+" default_server;") {
+		t.Error("rendered site does not listen on NGINX_LISTEN")
+	}
+
+	// nginx -t on the compose rendering, with the service names pointed at
+	// loopback (they resolve only inside Docker); "resolve" needs nginx
+	// 1.27.3 (the image's 1.28 has it), so it is dropped for an older
+	// local nginx.
+	bin := nginxBin(t)
+	ver, err := prodstack.NginxVersion(t.Context(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := site
+	for name := range c.Services {
+		local = strings.ReplaceAll(local, "server "+name+":", "server 127.0.0.1:")
+	}
+	if !prodstack.VersionAtLeast(ver, "1.27.3") {
+		local = strings.ReplaceAll(local, " resolve;", ";")
+	}
+	local = strings.Replace(local, "listen "+ng.Environment["NGINX_LISTEN"]+" ", "listen 127.0.0.1:"+freePort(t)+" ", 1)
+	n, err := prodstack.WriteNginx(bin, t.TempDir(), local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Test(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var serverLine = regexp.MustCompile(`^\s*server\s+([^\s;]+)`)
+
+// upstreamServers returns the server addresses of one upstream block.
+func upstreamServers(t *testing.T, site, name string) []string {
+	t.Helper()
+	start := strings.Index(site, "upstream "+name+" {")
+	if start < 0 {
+		t.Fatalf("no upstream %s in the rendered site", name)
+	}
+	body := site[start:]
+	body = body[:strings.Index(body, "}")]
+	var out []string
+	for _, line := range strings.Split(body, ";") {
+		if m := serverLine.FindStringSubmatch(line); m != nil {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
