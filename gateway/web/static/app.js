@@ -25,7 +25,7 @@
   const PONG_WAIT_MS = 10000;
   const PAGE_SIZE = 200;
   const MAX_PAGES = 10; // the list shows at most 2000 pending orders
-  const MAX_TOASTS = 4;
+  const MAX_TOASTS = 3;
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -249,8 +249,8 @@
       case 'resync': onResync(d); break;
       case 'order':
       case 'order.processed': onEvent(f); break;
-      case 'notice': toast(String(d.msg || ''), 'Message from the shop system', 'notice'); break;
-      case 'error': toast(`Error: ${d.message || d.code || 'unknown'}`, d.code || '', 'error'); break;
+      case 'notice': toast('notice', String(d.msg || ''), 'Message for this dashboard'); break;
+      case 'error': toast('error', `Error: ${d.message || d.code || 'unknown'}`, d.code || ''); break;
       default: break; // pong, and events of a later protocol version
     }
   }
@@ -314,7 +314,7 @@
     if (o && o.orderNo) {
       if (f.event === 'order') {
         if (o.status !== 'processed' && !st.gone.has(o.orderNo)) addOrder(o, true);
-        toast(d.msg || NEW_ORDER_MSG, `${NEW_ORDER_EN} ${price(o.price)} · ${o.userId || ''}`, 'order');
+        toast('order', d.msg || NEW_ORDER_MSG, NEW_ORDER_EN, `${price(o.price)} · user ${o.userId || '?'} · ${o.orderNo}`);
         beep();
       } else {
         st.gone.add(o.orderNo);
@@ -397,7 +397,7 @@
       if (err.status === 401) { signOut(`The order API refused this token: ${err.message}`); return; }
       button.disabled = false;
       button.textContent = 'Mark processed';
-      toast(`Could not mark ${orderNo} processed`, err.message, 'error');
+      toast('error', `Could not mark ${orderNo} processed`, err.message);
     }
   }
 
@@ -457,7 +457,7 @@
   function time(iso) {
     const t = new Date(iso);
     if (Number.isNaN(t.getTime())) return '';
-    return t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    return t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
   }
 
   // ---- view -----------------------------------------------------------------
@@ -472,7 +472,7 @@
     el.merchant.hidden = !st.merchantId;
     el.dMerchant.textContent = st.merchantId || '–';
     el.dConn.textContent = st.connId ? `${st.connId} on ${st.node}` : '–';
-    el.empty.hidden = st.orders.size > 0 || st.listLoading;
+    el.empty.hidden = st.orders.size > 0 || st.listLoading || typeof sum !== 'number';
     const shown = st.orders.size;
     el.listInfo.textContent = st.listLoading ? 'Loading…'
       : typeof sum === 'number' && sum > shown ? `${shown} shown of ${sum}` : '';
@@ -494,21 +494,21 @@
     st.syncTimer = setTimeout(() => { el.sync.hidden = true; }, 8000);
   }
 
-  function toast(title, line, kind) {
+  // toast shows a short-lived message; lines after the title are smaller.
+  function toast(kind, title, ...lines) {
     const t = document.createElement('div');
-    t.className = `toast ${kind}`;
+    t.className = `toast toast-${kind}`;
     t.setAttribute('role', 'status');
     const a = document.createElement('div');
     a.className = 'toast-title';
     a.textContent = title;
     t.append(a);
-    if (line) {
+    for (const line of lines.filter(Boolean)) {
       const b = document.createElement('div');
       b.className = 'toast-line';
       b.textContent = line;
       t.append(b);
     }
-    t.addEventListener('click', () => t.remove());
     el.toasts.prepend(t);
     while (el.toasts.children.length > MAX_TOASTS) el.toasts.lastElementChild.remove();
     setTimeout(() => t.classList.add('out'), 6000);
@@ -558,7 +558,6 @@
   }
 
   function renderSound() {
-    el.sound.textContent = st.soundOn ? '🔔' : '🔕';
     el.sound.setAttribute('aria-pressed', String(st.soundOn));
     el.sound.title = st.soundOn ? 'Sound on: click to mute' : 'Sound off: click to enable';
   }
