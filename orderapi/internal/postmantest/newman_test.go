@@ -1,0 +1,90 @@
+package postmantest_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"orderpush/orderapi/internal/apitest"
+	"orderpush/pkg/presence"
+	"orderpush/pkg/rediskey"
+	"orderpush/pkg/redistest"
+	"orderpush/pkg/token"
+)
+
+// TestNewman runs deploy/postman/orderpush.postman_collection.json against
+// a real server on SQLite and Redis. A live connection for the notice
+// request is played by this test: it registers one in presence and listens
+// on its replica's channel, as a gateway would.
+func TestNewman(t *testing.T) {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "deploy", "postman"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", "newman")); err != nil {
+		t.Fatalf("newman is not installed: run `npm ci --prefix deploy/postman` (the README's test command does): %v", err)
+	}
+	env := apitest.Start(t, apitest.Options{})
+
+	o, err := redis.ParseURL(env.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	node, conn, merchant := redistest.Unique("node"), redistest.Unique("c"), redistest.Unique("m")
+	reg := presence.New(rdb, 0)
+	if err := reg.Beat(t.Context(), node); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Add(t.Context(), conn, merchant, node); err != nil {
+		t.Fatal(err)
+	}
+	sub := rdb.Subscribe(t.Context(), rediskey.NodeChannel(node))
+	defer sub.Close()
+	if _, err := sub.Receive(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	vars := map[string]string{
+		"baseUrl":            env.URL,
+		"merchantId":         merchant,
+		"merchantToken":      apitest.Token(t, token.RoleMerchant, merchant),
+		"otherMerchantToken": apitest.Token(t, token.RoleMerchant, redistest.Unique("m")),
+		"memberToken":        apitest.Token(t, token.RoleMember, "u1001"),
+		"serviceToken":       apitest.Token(t, token.RoleService, "postman"),
+		"connId":             conn,
+		"connIdLive":         "true",
+	}
+	args := []string{"--no-install", "newman", "run", "orderpush.postman_collection.json",
+		"-e", "local.postman_environment.json", "--reporters", "cli", "--color", "off", "--disable-unicode"}
+	for k, v := range vars {
+		args = append(args, "--env-var", k+"="+v)
+	}
+	cmd := exec.CommandContext(t.Context(), "npx", args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("newman failed (%v):\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "assertions") {
+		t.Fatalf("newman printed no summary:\n%s", out)
+	}
+	t.Logf("newman:\n%s", tail(string(out), 25))
+	msg, err := sub.ReceiveMessage(t.Context())
+	if err != nil || !strings.Contains(msg.Payload, conn) {
+		t.Fatalf("the notice did not reach the replica's channel: %v %s", err, msg)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
