@@ -1,6 +1,7 @@
 package prodstack_test
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -166,6 +167,30 @@ func TestComposeSettingsAreTheBinariesSettings(t *testing.T) {
 		prodstack.KindGateway:  binarySettings(t, root, "gateway"),
 		prodstack.KindOrderAPI: binarySettings(t, root, "orderapi"),
 	}
+	for _, p := range settingProblems(c, env, settings) {
+		t.Error(p)
+	}
+
+	// The check itself finds what it is for: an unknown variable, a missing
+	// required one, a URL naming the wrong service.
+	bad, _ := loadCompose(t)
+	gw := bad.Services["gateway1"]
+	gw.Environment["GATEWAY_QUEUE_SIZ"] = "10"
+	delete(gw.Environment, "NODE_ID")
+	gw.Environment["REDIS_URL"] = "redis://postgres:6379/0"
+	problems := strings.Join(settingProblems(bad, env, settings), "\n")
+	for _, want := range []string{"GATEWAY_QUEUE_SIZ is not a setting", "NODE_ID must be set", "REDIS_URL"} {
+		if !strings.Contains(problems, want) {
+			t.Errorf("a broken gateway1 is not reported for %q; problems:\n%s", want, problems)
+		}
+	}
+}
+
+// settingProblems checks every replica's environment against the settings
+// its binary reads and the services the compose file defines.
+func settingProblems(c *prodstack.Compose, env map[string]string, settings map[string]map[string]bool) []string {
+	var out []string
+	fail := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	required := map[string][]string{
 		prodstack.KindGateway:  {"JWT_SECRET", "REDIS_URL", "GATEWAY_ADDR", "NODE_ID", "ORDERAPI_URL"},
 		prodstack.KindOrderAPI: {"JWT_SECRET", "REDIS_URL", "ORDERAPI_ADDR", "DATABASE_URL"},
@@ -175,40 +200,66 @@ func TestComposeSettingsAreTheBinariesSettings(t *testing.T) {
 	ngListen := c.Services[ngName].Environment["NGINX_LISTEN"]
 	redisName := c.ServicesOf(prodstack.KindRedis)[0]
 
-	for kind, known := range settings {
+	for _, kind := range sortedKeys(settings) {
+		known := settings[kind]
 		for _, name := range c.ServicesOf(kind) {
 			e := c.Services[name].Environment
 			for _, k := range sortedKeys(e) {
 				if !known[k] {
-					t.Errorf("%s: %s is not a setting of the %s binary (it reads %v)", name, k, kind, sortedKeys(known))
+					fail("%s: %s is not a setting of the %s binary (it reads %v)", name, k, kind, sortedKeys(known))
 				}
 			}
 			for _, k := range required[kind] {
 				if e[k] == "" {
-					t.Errorf("%s: %s must be set", name, k)
+					fail("%s: %s must be set", name, k)
 				}
 			}
 			if len(e["JWT_SECRET"]) < 32 {
-				t.Errorf("%s: JWT_SECRET from .env.example is %d bytes; the binaries refuse < 32", name, len(e["JWT_SECRET"]))
+				fail("%s: JWT_SECRET from .env.example is %d bytes; the binaries refuse < 32", name, len(e["JWT_SECRET"]))
 			}
 			rc, err := config.ParseRedisURL(e["REDIS_URL"])
 			if err != nil || rc.Single == nil || rc.Single.Addr != redisName+":6379" {
-				t.Errorf("%s: REDIS_URL %q does not name the %s service: %v", name, e["REDIS_URL"], redisName, err)
+				fail("%s: REDIS_URL %q does not name the %s service: %v", name, e["REDIS_URL"], redisName, err)
 			}
 			switch kind {
 			case prodstack.KindOrderAPI:
 				u, err := url.Parse(e["DATABASE_URL"])
+				if err != nil {
+					fail("%s: DATABASE_URL: %v", name, err)
+					continue
+				}
 				pw, _ := u.User.Password()
-				if err != nil || u.Scheme != "postgres" || u.Host != "postgres:5432" || u.User.Username() != pg["POSTGRES_USER"] ||
+				if u.Scheme != "postgres" || u.Host != "postgres:5432" || u.User.Username() != pg["POSTGRES_USER"] ||
 					pw != env["POSTGRES_PASSWORD"] || u.Path != "/"+pg["POSTGRES_DB"] {
-					t.Errorf("%s: DATABASE_URL does not match the postgres service (user, password, database)", name)
+					fail("%s: DATABASE_URL does not match the postgres service (user, password, database)", name)
 				}
 			case prodstack.KindGateway:
 				u, err := url.Parse(e["ORDERAPI_URL"])
 				if err != nil || u.Host != ngName+":"+ngListen || u.Path != "/api" {
-					t.Errorf("%s: ORDERAPI_URL %q: want http://%s:%s/api (the balanced order API)", name, e["ORDERAPI_URL"], ngName, ngListen)
+					fail("%s: ORDERAPI_URL %q: want http://%s:%s/api (the balanced order API)", name, e["ORDERAPI_URL"], ngName, ngListen)
 				}
 			}
+		}
+	}
+	return out
+}
+
+func TestLoadComposeRejectsUnknownKeys(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "deploy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"services:\n  a:\n    image: x\n    helthcheck: {}\n", "helthcheck"},
+		{"servics:\n  a:\n    image: x\n", "servics"},
+		{"services:\n  a:\n    image: ${MISSING}\n", "MISSING"},
+	} {
+		if err := os.WriteFile(filepath.Join(root, prodstack.ComposePath), []byte(c.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := prodstack.LoadCompose(root, map[string]string{}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("compose with %s: error %v", c.want, err)
 		}
 	}
 }

@@ -26,13 +26,17 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "prodstack:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, out io.Writer) error {
+// run starts the stack, prints the banner, and tears the stack down when
+// ctx ends.
+func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("prodstack", flag.ContinueOnError)
 	port := fs.Int("port", 8000, "nginx port on 127.0.0.1 (0: a free one)")
 	db := fs.String("db", "postgres", "database of the order API: postgres (a private database on PG_ADMIN_URL's server) or sqlite")
@@ -41,8 +45,6 @@ func run(args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	root, err := launch.RepoRoot()
 	if err != nil {

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the writer and a polling reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRunPrintsAWorkingStackAndStops runs the command on a free port with
+// SQLite, follows the printed dashboard link through nginx, and stops it.
+func TestRunPrintsAWorkingStackAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-port", "0", "-db", "sqlite", "-merchant", "shop7"}, &out) }()
+
+	link := regexp.MustCompile(`dashboard\s+(http://127\.0\.0\.1:\d+)/\?token=(\S+)`)
+	deadline := time.Now().Add(5 * time.Minute)
+	var m []string
+	for m == nil {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended early: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no dashboard link within 5 min:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, bounded by the deadline
+		m = link.FindStringSubmatch(out.String())
+	}
+	resp, err := http.Get(m[1] + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("dashboard through nginx: %s", resp.Status)
+	}
+	for _, want := range []string{"merchant token (shop7)", "member token (u1001)", "curl -s -X POST " + m[1] + "/api/orders", "gateway3"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("banner lacks %q", want)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stop: %v\n%s", err, out.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("run did not return within a minute of the interrupt")
+	}
+	if _, err := http.Get(m[1] + "/"); err == nil {
+		t.Error("nginx still answers after the stop")
+	}
+}
