@@ -278,3 +278,7 @@ func (p *publisher) publish(n int) {
 }
 
 var errNotYet = errors.New("not yet")
+
+func redisZ(seq uint64, frame []byte) redis.Z {
+	return redis.Z{Score: float64(seq), Member: frame}
+}

@@ -27,6 +27,7 @@ type Frame struct {
 	TS    int64           `json:"ts"`
 	Data  json.RawMessage `json:"data"`
 	Raw   []byte          `json:"-"`
+	At    time.Time       `json:"-"` // when it was read
 }
 
 // Hello is the data of hello and resync frames.
@@ -66,6 +67,7 @@ func URL(base, tok string, since int64, extra ...string) string {
 type Conn struct {
 	WS       *websocket.Conn
 	Messages int // WebSocket messages read; valid after Done
+	lean     bool
 
 	mu     sync.Mutex
 	frames []Frame
@@ -77,6 +79,16 @@ type Conn struct {
 // Dial connects and starts reading. A failed upgrade returns the HTTP
 // response (status and body) in the error.
 func Dial(ctx context.Context, u string, h http.Header) (*Conn, error) {
+	return dial(ctx, u, h, false)
+}
+
+// DialLean is Dial for long streams: frames keep their event, seq, ts and
+// arrival time but not their bytes, so the client's own memory stays small.
+func DialLean(ctx context.Context, u string, h http.Header) (*Conn, error) {
+	return dial(ctx, u, h, true)
+}
+
+func dial(ctx context.Context, u string, h http.Header, lean bool) (*Conn, error) {
 	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
 		if resp != nil {
@@ -85,7 +97,7 @@ func Dial(ctx context.Context, u string, h http.Header) (*Conn, error) {
 		return nil, err
 	}
 	ws.SetReadLimit(-1)
-	c := &Conn{WS: ws, notify: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &Conn{WS: ws, lean: lean, notify: make(chan struct{}, 1), done: make(chan struct{})}
 	go c.read()
 	return c, nil
 }
@@ -112,13 +124,17 @@ func (c *Conn) read() {
 			return
 		}
 		n++
+		now := time.Now()
 		var got []Frame
 		for _, line := range bytes.Split(b, []byte("\n")) {
 			var f Frame
 			if err := json.Unmarshal(line, &f); err != nil {
 				f = Frame{Event: "!unparsable"}
 			}
-			f.Raw = line
+			f.Raw, f.At = line, now
+			if c.lean {
+				f.Raw, f.Data = nil, nil
+			}
 			got = append(got, f)
 		}
 		c.mu.Lock()
