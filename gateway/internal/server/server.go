@@ -228,17 +228,26 @@ func (s *Server) drain(ctx context.Context) error {
 	return nil
 }
 
-// closeSockets sends 1001 to every socket, spread over DrainSpread so the
-// clients do not all reconnect to the other replicas in the same instant.
+// closeSockets sends 1001 to every socket, spread evenly over DrainSpread
+// so the clients do not all reconnect to the other replicas in the same
+// instant (in batches every 10 ms when there are many).
 func (s *Server) closeSockets(ctx context.Context) {
 	conns := s.snapshot()
+	if len(conns) == 0 {
+		return
+	}
 	const tick = 10 * time.Millisecond
-	steps := max(int(s.cfg.DrainSpread/tick), 1)
-	per := (len(conns) + steps - 1) / steps
-	t := time.NewTicker(tick)
+	gap := s.cfg.DrainSpread / time.Duration(len(conns))
+	per := 1
+	if gap < tick {
+		per = int(tick / max(gap, 1))
+		gap = tick
+	}
+	t := time.NewTimer(gap)
 	defer t.Stop()
 	for i, c := range conns {
-		if i > 0 && per > 0 && i%per == 0 {
+		if i > 0 && i%per == 0 {
+			t.Reset(gap)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
