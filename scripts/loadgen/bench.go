@@ -35,14 +35,21 @@ type BenchConfig struct {
 	Orders    OrdersConfig
 	Churn     ChurnConfig
 	// Big is the socket count of the one-off large idle run (100k); 0 skips.
+	// One process may not hold more than its open-file limit, so the run
+	// uses enough gateway replicas and load generator processes (WorkerCmd)
+	// to stay under it on both sides.
 	Big          int
 	BigSourceIPs int
+	WorkerCmd    []string
 	SourceIPs    int
 	ProfileDir   string    // gateway CPU and heap profiles, "" for none
 	Out          io.Writer // tables
 	JSON         io.Writer // JSON lines, nil for none
 	Progress     io.Writer
 }
+
+// Gateways is the stack's replica count.
+func (c *BenchConfig) Gateways(st *Stack) int { return len(st.GatewayURLs) }
 
 func (c *BenchConfig) want(s string) bool { return len(c.Only) == 0 || slices.Contains(c.Only, s) }
 
@@ -104,7 +111,18 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		}
 		if cfg.want(ScenarioIdle) {
 			c := cfg.Idle
-			c.Verify = true
+			c.Verify, c.Fresh = true, false
+			record(Idle(ctx, e, c, run))
+			// Merchants without any order yet: their first socket makes the
+			// gateway ask the order API for the state Redis lacks.
+			if err := st.RestartGateways(ctx); err != nil {
+				return nil, err
+			}
+			e.Close()
+			if e, err = env(); err != nil {
+				return nil, err
+			}
+			c.Fresh = true
 			record(Idle(ctx, e, c, run))
 		}
 		if cfg.want(ScenarioLatency) {
@@ -148,11 +166,18 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		e.Close()
 	}
 	if cfg.Big > 0 && cfg.want(ScenarioIdle) && ctx.Err() == nil {
+		perProc := int(fileLimit()) - 2000 // room for Redis, HTTP and log files
+		if perProc < 1000 {
+			return nil, fmt.Errorf("big idle run: open-file limit %d is too small", fileLimit())
+		}
+		gws := max(cfg.Gateways(st), (cfg.Big+perProc-1)/perProc)
+		st.SetGateways(gws)
 		if err := st.RestartGateways(ctx); err != nil {
 			return nil, err
 		}
+		fmt.Fprintf(cfg.Out, "\n######## %d idle sockets over %d gateways (open-file limit %d per process)\n", cfg.Big, gws, fileLimit())
 		saved := cfg.SourceIPs
-		cfg.SourceIPs = max(cfg.BigSourceIPs, 1+cfg.Big/20000)
+		cfg.SourceIPs = max(1, cfg.BigSourceIPs)
 		e, err := env()
 		cfg.SourceIPs = saved
 		if err != nil {
@@ -160,6 +185,7 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		}
 		c := cfg.Idle
 		c.Sockets, c.Verify = cfg.Big, true
+		c.Procs, c.WorkerCmd = (cfg.Big+perProc-1)/perProc, cfg.WorkerCmd
 		c.Drain = max(c.Drain, 60*time.Second)
 		record(Idle(ctx, e, c, 1))
 		e.Close()

@@ -27,6 +27,7 @@ type Env struct {
 	Secret      []byte     // JWT_SECRET of the stack
 	GatewayPIDs []int      // local pids aligned with Gateways, 0 when not local
 	SourceIPs   int        // loopback source addresses to spread sockets over
+	SourceBase  int        // first source address is 127.0.0.(1+SourceBase)
 	RunID       string     // makes merchant and user ids unique to this run
 	Progress    io.Writer  // progress lines, nil for none
 	Profile     *Profiler  // gateway profiles during measured phases, nil for none
@@ -73,7 +74,7 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 		return nil, fmt.Errorf("pids: got %d, want one per gateway (%d)", len(cfg.GatewayPIDs), len(e.Gateways))
 	}
 	e.GatewayPIDs = cfg.GatewayPIDs
-	if e.SourceIPs > 250 {
+	if e.SourceIPs+e.SourceBase > 250 {
 		return nil, errors.New("source IPs: at most 250 (127.0.0.1 .. 127.0.0.250)")
 	}
 	if cfg.RedisURL != "" {

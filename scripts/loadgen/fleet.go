@@ -115,18 +115,19 @@ func (f *Fleet) Socks() []*Sock {
 
 // OpenResult says how opening went.
 type OpenResult struct {
-	Opened   int
-	Failed   int
-	Elapsed  time.Duration
-	Errors   map[string]int // error text (code) -> count
-	Connects Latencies      // per socket: dial start to hello
+	Opened     int
+	Failed     int
+	Elapsed    time.Duration
+	Errors     map[string]int // error text (code) -> count
+	Connects   Latencies      // per socket: dial start to hello
+	PerGateway []int          // sockets opened on each gateway
 }
 
 // Open dials n more sockets, socket k of merchant (first+k) % len(merchants),
 // spread round-robin over the gateways, with at most parallel dials in
 // flight. It returns when every dial succeeded or failed, or ctx ended.
 func (f *Fleet) Open(ctx context.Context, n, first, parallel int) OpenResult {
-	res := OpenResult{Errors: map[string]int{}}
+	res := OpenResult{Errors: map[string]int{}, PerGateway: make([]int, len(f.opts.URLs))}
 	if n <= 0 {
 		return res
 	}
@@ -153,6 +154,9 @@ func (f *Fleet) Open(ctx context.Context, n, first, parallel int) OpenResult {
 					emu.Unlock()
 				} else {
 					lat.Add(s.ConnectDur)
+					emu.Lock()
+					res.PerGateway[s.Gateway]++
+					emu.Unlock()
 				}
 				done.Add(1)
 			}
@@ -247,17 +251,18 @@ func (f *Fleet) dial(ctx context.Context, s *Sock) error {
 	return nil
 }
 
-// sourceAddr spreads sockets to loopback gateways over 127.0.0.1..N, so more
-// than one source port range (about 28k ports) is available.
+// sourceAddr spreads sockets to loopback gateways over 127.0.0.(1+base) ..
+// (base+N), so more than one source port range (about 28k ports) is
+// available.
 func (f *Fleet) sourceAddr(g *url.URL, idx int) net.Addr {
-	if f.env.SourceIPs <= 1 {
+	if f.env.SourceIPs <= 1 && f.env.SourceBase == 0 {
 		return nil
 	}
 	ip := net.ParseIP(g.Hostname())
 	if ip == nil || !ip.IsLoopback() || ip.To4() == nil {
 		return nil
 	}
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+idx%f.env.SourceIPs))}
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+f.env.SourceBase+idx%f.env.SourceIPs))}
 }
 
 func (f *Fleet) start(s *Sock) {

@@ -3,8 +3,8 @@ package loadgen
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +19,17 @@ type IdleConfig struct {
 	// Verify publishes one event per merchant straight to Redis after the
 	// sockets are open and checks that every socket gets it.
 	Verify bool
-	Drain  time.Duration // how long Verify waits for the last frame
+	// Fresh leaves the merchants without any event before they connect, so
+	// Redis has no state for them and a gateway asks the order API for it
+	// on each merchant's first socket. By default every merchant gets one
+	// event first, as a merchant with order history has.
+	Fresh bool
+	Drain time.Duration // how long Verify waits for the last frame
+	// Procs > 1 spreads the sockets over that many worker processes of the
+	// load generator (WorkerCmd), for more sockets than one process may
+	// open (RLIMIT_NOFILE).
+	Procs     int
+	WorkerCmd []string
 }
 
 func (c *IdleConfig) defaults() {
@@ -80,21 +90,48 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 	}
 	e.NextRun() // fresh merchants: no history from an earlier scenario
 	r := &Report{Scenario: "idle", Run: run, Started: time.Now()}
-	if cfg.Sockets >= 100000 {
+	if cfg.Sockets >= 50000 {
 		r.Variant = strconv.Itoa(cfg.Sockets/1000) + "k"
+	}
+	if cfg.Fresh {
+		r.Variant = strings.TrimPrefix(r.Variant+"-fresh", "-")
 	}
 	merchants := make([]string, cfg.Merchants)
 	for i := range merchants {
 		merchants[i] = e.MerchantID("i", i)
 	}
-	fl, err := NewFleet(e, merchants, FleetOptions{})
-	if err != nil {
-		return nil, err
+	used := merchants[:min(len(merchants), cfg.Sockets)]
+	var seq uint64
+	if !cfg.Fresh {
+		if err := e.NeedRedis(); err != nil {
+			return nil, err
+		}
+		seq = 1
+		if n := publishEach(ctx, e, used, seq); n > 0 {
+			return r, fmt.Errorf("idle: %d of %d seed publishes failed", n, len(used))
+		}
 	}
-	defer fl.Close()
+	var h idleHolder
+	if cfg.Procs > 1 {
+		h = &procHolder{e: e, cfg: cfg}
+		r.Notef("sockets held by %d load generator processes (open-file limit %d each)", cfg.Procs, fileLimit())
+	} else {
+		fl, err := NewFleet(e, merchants, FleetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		h = &fleetHolder{fl: fl}
+	}
+	defer h.close()
 	before := e.gatewayStats(ctx)
+	// A CPU profile of the first seconds of opening: the connect path.
+	wait := e.Profile.CPU(ctx, fmt.Sprintf("connect-run%d", run), 3*time.Second)
 	cpu := e.startCPU()
-	res := fl.Open(ctx, cfg.Sockets, 0, cfg.Parallel)
+	cpu.workers = h.pids
+	res, err := h.open(ctx, cfg.Sockets, cfg.Parallel)
+	if err != nil {
+		return r, err
+	}
 	if gw := cpu.addCPU(r, "connect_"); gw >= 0 && res.Opened > 0 {
 		r.Add("connect_gateway_cpu_per_connect", float64(gw.Microseconds())/float64(res.Opened), "us")
 	}
@@ -112,29 +149,43 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 		return r, fmt.Errorf("idle: no socket opened")
 	}
 	waitTick(ctx, cfg.Settle)
+	for _, f := range wait() {
+		r.Notef("cpu profile %s", f)
+	}
 	after := e.gatewayStats(ctx)
-	heap := e.Profile.Heap(ctx, fmt.Sprintf("idle-run%d", run))
-	for _, f := range heap {
+	for _, f := range e.Profile.Heap(ctx, fmt.Sprintf("idle-run%d", run)) {
 		r.Notef("heap profile %s", f)
 	}
-	perGW := make([]int, len(e.Gateways))
-	for _, s := range fl.Socks() {
-		perGW[s.Gateway]++
+	addMemory(r, e, before, after, res.PerGateway)
+	if cfg.Verify {
+		if err := verifyIdle(ctx, e, h, used, seq+1, res.Opened, cfg, r); err != nil {
+			return r, err
+		}
 	}
+	if d := h.dropped(); len(d) > 0 {
+		r.Notef("sockets closed by the server: %v", d)
+	}
+	return r, nil
+}
+
+// addMemory reports RSS and goroutines per socket from the gateway stats
+// taken before opening and after settling.
+func addMemory(r *Report, e *Env, before, after []gatewayStat, perGW []int) {
 	var rssSum int64
 	var rssSocks int
 	var gorSum float64
 	var gorSocks int
 	for i := range e.Gateways {
-		if perGW[i] == 0 {
+		if i >= len(perGW) || perGW[i] == 0 {
 			continue
 		}
 		if before[i].RSS >= 0 && after[i].RSS >= 0 {
 			d := after[i].RSS - before[i].RSS
 			rssSum += d
 			rssSocks += perGW[i]
-			r.Add("rss_per_socket_gw"+strconv.Itoa(i), float64(d)/float64(perGW[i])/1024, "KiB")
-			r.Add("rss_gw"+strconv.Itoa(i), float64(after[i].RSS)/(1<<20), "MiB")
+			if len(e.Gateways) <= 4 {
+				r.Add("rss_per_socket_gw"+strconv.Itoa(i), float64(d)/float64(perGW[i])/1024, "KiB")
+			}
 		}
 		if before[i].Goroutines >= 0 && after[i].Goroutines >= 0 {
 			gorSum += after[i].Goroutines - before[i].Goroutines
@@ -143,70 +194,72 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 	}
 	if rssSocks > 0 {
 		r.Add("rss_per_socket", float64(rssSum)/float64(rssSocks)/1024, "KiB").Target = &Target{Op: "<=", Value: 24}
+		var total int64
+		for i := range e.Gateways {
+			total += max(0, after[i].RSS)
+		}
+		r.Add("rss_gateways", float64(total)/(1<<20), "MiB")
 	} else {
 		r.Notef("no local gateway pid given (-pids): RSS per socket not measured")
 	}
 	if gorSocks > 0 {
 		r.Add("goroutines_per_socket", gorSum/float64(gorSocks), "")
 	}
-	if cfg.Verify {
-		if err := verifyIdle(ctx, e, fl, cfg, r); err != nil {
-			return r, err
-		}
-	}
-	if d := fl.Dropped(); d > 0 {
-		r.Notef("%d sockets closed by the server: %v", d, Drops(fl.Socks()))
-	}
-	return r, nil
 }
 
-// verifyIdle publishes one event per merchant and checks every socket got
-// it: the 100k target is sockets that still receive their orders.
-func verifyIdle(ctx context.Context, e *Env, fl *Fleet, cfg IdleConfig, r *Report) error {
-	socks := fl.Socks()
-	perMerchant := map[int]uint64{}
-	for _, s := range socks {
-		perMerchant[s.Merchant] = max(perMerchant[s.Merchant], s.HelloSeq)
-	}
-	ms := make([]int, 0, len(perMerchant))
-	for m := range perMerchant {
-		ms = append(ms, m)
-	}
-	sort.Ints(ms)
+// publishEach publishes event seq to every merchant straight to Redis and
+// returns how many publishes failed.
+func publishEach(ctx context.Context, e *Env, merchants []string, seq uint64) int64 {
 	var failed atomic.Int64
 	var wg sync.WaitGroup
-	jobs := make(chan int)
-	start := e.Now()
+	jobs := make(chan string)
 	for range 32 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for m := range jobs {
-				id := fl.Merchants()[m]
-				seq := perMerchant[m] + 1
+			for id := range jobs {
 				if _, err := e.Stream.Publish(ctx, id, seq, int64(seq), OrderFrame(id, seq, time.Now())); err != nil {
 					failed.Add(1)
 				}
 			}
 		}()
 	}
-	for _, m := range ms {
-		jobs <- m
+	for _, id := range merchants {
+		jobs <- id
 	}
 	close(jobs)
 	wg.Wait()
-	if n := failed.Load(); n > 0 {
+	return failed.Load()
+}
+
+// verifyIdle publishes event seq to each merchant and checks every socket
+// got it: idle sockets must still receive their orders.
+func verifyIdle(ctx context.Context, e *Env, h idleHolder, merchants []string, seq uint64, sockets int, cfg IdleConfig, r *Report) error {
+	start := e.Now()
+	if n := publishEach(ctx, e, merchants, seq); n > 0 {
 		r.Notef("%d verify publishes failed", n)
 	}
-	want := int64(len(socks))
-	prog := StartProgress(e.Progress, "verify", func() string { return Bar(fl.Seen(), want) })
+	want := int64(sockets)
+	var seen atomic.Int64
+	prog := StartProgress(e.Progress, "verify", func() string { return Bar(seen.Load(), want) })
 	dctx, cancel := context.WithTimeout(ctx, cfg.Drain)
-	fl.WaitSeen(dctx, want)
+	for {
+		n, err := h.seen(dctx)
+		if err != nil {
+			cancel()
+			prog.Stop()
+			return err
+		}
+		seen.Store(n)
+		if n >= want || dctx.Err() != nil {
+			break
+		}
+		waitTick(dctx, 20*time.Millisecond)
+	}
 	cancel()
 	prog.Stop()
 	r.Add("verify_all_received_s", (e.Now() - start).Seconds(), "s")
-	missing := want - fl.Seen()
-	r.Add("verify_missing", float64(missing), "sockets").Target = &Target{Op: "<=", Value: 0}
+	r.Add("verify_missing", float64(want-seen.Load()), "sockets").Target = &Target{Op: "<=", Value: 0}
 	return nil
 }
 

@@ -175,6 +175,9 @@ type cpuMeter struct {
 	t0   time.Time
 	gw   []time.Duration // -1: unknown
 	self time.Duration
+	// workers lists load generator processes started after the meter (idle
+	// workers): all their CPU counts as the load generator's.
+	workers func() []int
 }
 
 func (e *Env) startCPU() *cpuMeter {
@@ -194,6 +197,13 @@ func (e *Env) startCPU() *cpuMeter {
 func (m *cpuMeter) stop() (gateways, self, wall time.Duration) {
 	wall = time.Since(m.t0)
 	self = selfCPU() - m.self
+	if m.workers != nil {
+		for _, pid := range m.workers() {
+			if d, err := ProcCPU(pid); err == nil {
+				self += d
+			}
+		}
+	}
 	gateways = -1
 	for i, pid := range m.e.GatewayPIDs {
 		if m.gw[i] < 0 {

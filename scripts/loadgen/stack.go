@@ -191,6 +191,10 @@ func (s *Stack) StartOrderAPI(ctx context.Context, db string) error {
 	return p.WaitReady(wctx, s.OrderAPIURL)
 }
 
+// SetGateways changes the number of gateway replicas the next
+// RestartGateways starts.
+func (s *Stack) SetGateways(n int) { s.cfg.Gateways = max(1, n) }
+
 // RestartGateways stops the gateways (if running) and starts fresh ones, so
 // a memory baseline is a new process's.
 func (s *Stack) RestartGateways(ctx context.Context) error {

@@ -40,9 +40,9 @@ const usage = `usage: loadgen <idle|latency|fanout|orders|churn|bench> [flags]  
 
 // flags holds every flag; each scenario reads the ones it needs.
 type flags struct {
-	gateways, orderapi, redisURL, secret, pids, pprof, jsonPath, only, dbs, profileDir, outDir string
-	srcIPs, runs, parallel, big, bigSrcIPs                                                     int
-	stack, quiet, quick                                                                        bool
+	gateways, orderapi, redisURL, secret, pids, pprof, jsonPath, only, dbs, profileDir, outDir, binDir string
+	srcIPs, runs, parallel, big, bigSrcIPs                                                             int
+	stack, quiet, quick                                                                                bool
 
 	idle    loadgen.IdleConfig
 	latency loadgen.LatencyConfig
@@ -50,6 +50,8 @@ type flags struct {
 	orders  loadgen.OrdersConfig
 	churn   loadgen.ChurnConfig
 	db      string
+	worker  loadgen.WorkerSpec
+	procs   int
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -83,10 +85,26 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if scenario == "bench" {
 		return f.bench(ctx, stdout, progress, limit)
 	}
+	if scenario == "idle-worker" {
+		return loadgen.RunIdleWorker(ctx, f.worker, []byte(f.secret), os.Stdin, stdout)
+	}
 	return f.single(ctx, scenario, stdout, progress)
 }
 
 func (f *flags) register(fs *flag.FlagSet, scenario string) {
+	if scenario == "idle-worker" {
+		// Internal: one process of a multi-process idle run (-procs).
+		w := &f.worker
+		fs.Func("gateways", "gateway URLs", func(s string) error { w.Gateways = splitList(s); return nil })
+		fs.StringVar(&w.RunID, "run", "", "run id of the parent")
+		fs.IntVar(&w.Merchants, "merchants", 1, "merchants")
+		fs.IntVar(&w.First, "first", 0, "global index of the first socket")
+		fs.IntVar(&w.Sockets, "sockets", 0, "sockets to open")
+		fs.IntVar(&w.Parallel, "parallel", 32, "dials in flight")
+		fs.IntVar(&w.SourceIPs, "srcips", 1, "source addresses")
+		fs.IntVar(&w.SourceBase, "srcbase", 0, "first source address offset")
+		return
+	}
 	fs.StringVar(&f.gateways, "gateways", "", "comma-separated gateway WebSocket URLs (ws://127.0.0.1:8080/ws,...), used round-robin")
 	fs.StringVar(&f.orderapi, "orderapi", "", "order API base URL (http://127.0.0.1:8090)")
 	fs.StringVar(&f.redisURL, "redis", "", "the stack's REDIS_URL, for publishing frames straight to Redis and the pub/sub floor")
@@ -103,6 +121,7 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 	fs.IntVar(&f.runs, "runs", runs, "repeat the scenario and print medians")
 	fs.IntVar(&f.parallel, "parallel", 256, "dials in flight while opening sockets")
 	fs.BoolVar(&f.stack, "stack", false, "start a local stack (Redis, order API, 2 gateways) instead of using the URLs")
+	fs.StringVar(&f.binDir, "bin", "", "with -stack or bench: use the gateway and orderapi binaries in this directory instead of building them")
 	fs.StringVar(&f.outDir, "out", "", "with -stack or bench: directory for logs, profiles and results (default artifacts/bench-<time>)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
 	switch scenario {
@@ -111,6 +130,10 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 		fs.IntVar(&f.idle.Merchants, "merchants", 2000, "idle: merchants the sockets belong to")
 		fs.BoolVar(&f.idle.Verify, "verify", true, "idle: publish one order per merchant and check every socket gets it")
 		fs.DurationVar(&f.idle.Settle, "settle", 2*time.Second, "idle: wait after the last hello before reading RSS")
+	}
+	if scenario == "idle" {
+		fs.BoolVar(&f.idle.Fresh, "fresh", false, "idle: merchants without any event yet (the gateway asks the order API for their state)")
+		fs.IntVar(&f.idle.Procs, "procs", 1, "idle: spread the sockets over this many load generator processes (each may open at most RLIMIT_NOFILE files)")
 	}
 	switch scenario {
 	case "latency", "bench":
@@ -161,7 +184,7 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 		fs.StringVar(&f.only, "only", "", "comma-separated scenarios to run (default all: "+strings.Join(loadgen.AllScenarios, ",")+")")
 		fs.StringVar(&f.dbs, "dbs", "sqlite,postgres", "order API databases to measure")
 		fs.IntVar(&f.big, "big", 0, "also open this many idle sockets once (e.g. 100000) and check each still gets its orders")
-		fs.IntVar(&f.bigSrcIPs, "big-srcips", 0, "source addresses for -big (default one per 20k sockets)")
+		fs.IntVar(&f.bigSrcIPs, "big-srcips", 0, "source addresses per load generator process in the -big run (each process gets its own)")
 		fs.BoolVar(&f.quick, "quick", false, "tiny sizes: a smoke run of every scenario in about a minute")
 	}
 }

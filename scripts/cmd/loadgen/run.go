@@ -124,7 +124,7 @@ func (f *flags) bench(ctx context.Context, stdout, progress io.Writer, fileLimit
 	cfg := loadgen.BenchConfig{
 		Runs: f.runs, Only: only, Databases: strings.Split(f.dbs, ","),
 		Idle: f.idle, Latency: f.latency, Fanout: f.fanout, Orders: f.orders, Churn: f.churn,
-		Big: f.big, BigSourceIPs: f.bigSrcIPs, SourceIPs: f.srcIPs,
+		Big: f.big, BigSourceIPs: f.bigSrcIPs, SourceIPs: f.srcIPs, WorkerCmd: f.idle.WorkerCmd,
 		ProfileDir: filepath.Join(f.outDir, "profiles"), Out: stdout, JSON: jsonOut, Progress: progress,
 	}
 	_, err = loadgen.Bench(ctx, st, cfg)
@@ -134,6 +134,9 @@ func (f *flags) bench(ctx context.Context, stdout, progress io.Writer, fileLimit
 // shareParallel gives -parallel to every scenario that opens sockets.
 func (f *flags) shareParallel() {
 	f.idle.Parallel, f.latency.Parallel, f.fanout.Parallel, f.churn.Parallel = f.parallel, f.parallel, f.parallel, f.parallel
+	if exe, err := os.Executable(); err == nil {
+		f.idle.WorkerCmd = []string{exe}
+	}
 }
 
 // applyQuick shrinks every scenario to a smoke size.
@@ -167,7 +170,11 @@ func (f *flags) startStack(ctx context.Context) (*loadgen.Stack, error) {
 	if err := os.MkdirAll(f.outDir, 0o755); err != nil {
 		return nil, err
 	}
-	st, err := loadgen.StartStack(ctx, loadgen.StackConfig{Dir: f.outDir, RedisURL: f.redisURL, Secret: f.secret})
+	sc := loadgen.StackConfig{Dir: f.outDir, RedisURL: f.redisURL, Secret: f.secret}
+	if f.binDir != "" {
+		sc.Binaries = launch.Binaries{Gateway: filepath.Join(f.binDir, "gateway"), OrderAPI: filepath.Join(f.binDir, "orderapi")}
+	}
+	st, err := loadgen.StartStack(ctx, sc)
 	if err != nil {
 		return nil, fmt.Errorf("start local stack: %w", err)
 	}
