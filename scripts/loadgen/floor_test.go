@@ -100,9 +100,9 @@ func TestClientAnswersPingAndReportsClose(t *testing.T) {
 	if err := conns[1].Close(websocket.StatusTryAgainLater, "slow consumer"); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	var closed *Sock
+	var closed *Sock // the floor names its sockets by accept order
 	for _, s := range fl.Socks() {
-		if s.Index == 1 {
+		if s.ConnID == "floor1" {
 			closed = s
 		}
 	}
