@@ -9,8 +9,8 @@ import (
 
 	"orderpush/gateway/internal/wstest"
 	"orderpush/pkg/presence"
-	"orderpush/pkg/redistest"
 	"orderpush/pkg/rediskey"
+	"orderpush/pkg/redistest"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/wire"
 )
