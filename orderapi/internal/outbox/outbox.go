@@ -132,11 +132,15 @@ func (o *Outbox) Run(ctx context.Context) error {
 func (o *Outbox) markLoop(ctx context.Context) {
 	const maxBatch = 256
 	batch := make([]store.EventKey, 0, maxBatch)
-	flush := func(ctx context.Context) {
+	// Marking outlives ctx by one last flush at shutdown, so each flush has
+	// its own deadline instead of ctx's cancellation.
+	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
-		if err := o.store.MarkPublished(ctx, batch); err != nil {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := o.store.MarkPublished(fctx, batch); err != nil {
 			// The relay will find these rows, see them in history, and
 			// mark them.
 			o.log.Warn("mark published failed", "events", len(batch), logging.Err(err))
@@ -150,22 +154,20 @@ func (o *Outbox) markLoop(ctx context.Context) {
 		case k := <-o.marks:
 			batch = append(batch, k)
 			if len(batch) == maxBatch {
-				flush(ctx)
+				flush()
 			}
 		case <-tick.C:
-			flush(ctx)
+			flush()
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
 			for {
 				select {
 				case k := <-o.marks:
 					batch = append(batch, k)
 					if len(batch) == maxBatch {
-						flush(fctx)
+						flush()
 					}
 				default:
-					flush(fctx)
+					flush()
 					return
 				}
 			}

@@ -1,11 +1,13 @@
 package postmantest_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -41,6 +43,26 @@ func TestNewman(t *testing.T) {
 	if err := reg.Beat(t.Context(), node); err != nil {
 		t.Fatal(err)
 	}
+	// Heartbeat like a gateway replica while newman runs (it may take
+	// longer than the liveness TTL on a busy machine).
+	beatCtx, stopBeat := context.WithCancel(t.Context())
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		tick := time.NewTicker(presence.DefaultBeatInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-beatCtx.Done():
+				return
+			case <-tick.C:
+				if err := reg.Beat(beatCtx, node); err != nil && beatCtx.Err() == nil {
+					t.Errorf("beat: %v", err)
+				}
+			}
+		}
+	}()
+	defer func() { stopBeat(); <-beating }()
 	if err := reg.Add(t.Context(), conn, merchant, node); err != nil {
 		t.Fatal(err)
 	}

@@ -61,38 +61,52 @@ func (s *Store) now() time.Time { return s.opt.Now().UTC().Truncate(time.Millise
 
 // CreateOrder stores the order, bumps its merchant's seq and pending, and
 // writes the "order" event built by frame, in one transaction. It returns
-// the order and the event to publish after the commit.
+// the order and the event to publish after the commit. On SQLite concurrent
+// calls share one commit (see groupCommit); each order is still all or
+// nothing.
 func (s *Store) CreateOrder(ctx context.Context, in NewOrder, frame FrameFunc) (wire.Order, Event, error) {
+	if s.group != nil {
+		return s.group.create(ctx, in, frame)
+	}
 	var (
 		o  wire.Order
 		ev Event
 	)
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		now := s.now()
-		o = wire.Order{MerchantID: in.MerchantID, UserID: in.UserID, Date: in.Date,
-			Price: in.Price, Status: wire.StatusPending, CreatedAt: now}
-		if err := s.insertOrder(ctx, tx, &o); err != nil {
-			return err
-		}
-		if err := s.fault(ctx, tx, "order"); err != nil {
-			return err
-		}
-		var m struct {
-			Seq     uint64 `db:"seq"`
-			Pending int64  `db:"pending"`
-		}
-		if err := tx.GetContext(ctx, &m, s.q.bumpMerchant, in.MerchantID); err != nil {
-			return fmt.Errorf("bump merchant %s: %w", in.MerchantID, err)
-		}
-		if err := s.fault(ctx, tx, "merchant"); err != nil {
-			return err
-		}
 		var err error
-		ev, err = s.insertEvent(ctx, tx, o, m.Seq, m.Pending, now, frame)
+		o, ev, err = s.createInTx(ctx, tx, in, frame)
 		return err
 	})
 	if err != nil {
 		return wire.Order{}, Event{}, fmt.Errorf("create order: %w", err)
+	}
+	return o, ev, nil
+}
+
+// createInTx does CreateOrder's writes inside tx.
+func (s *Store) createInTx(ctx context.Context, tx *sqlx.Tx, in NewOrder, frame FrameFunc) (wire.Order, Event, error) {
+	now := s.now()
+	o := wire.Order{MerchantID: in.MerchantID, UserID: in.UserID, Date: in.Date,
+		Price: in.Price, Status: wire.StatusPending, CreatedAt: now}
+	if err := s.insertOrder(ctx, tx, &o); err != nil {
+		return wire.Order{}, Event{}, err
+	}
+	if err := s.fault(ctx, tx, "order"); err != nil {
+		return wire.Order{}, Event{}, err
+	}
+	var m struct {
+		Seq     uint64 `db:"seq"`
+		Pending int64  `db:"pending"`
+	}
+	if err := tx.GetContext(ctx, &m, s.q.bumpMerchant, in.MerchantID); err != nil {
+		return wire.Order{}, Event{}, fmt.Errorf("bump merchant %s: %w", in.MerchantID, err)
+	}
+	if err := s.fault(ctx, tx, "merchant"); err != nil {
+		return wire.Order{}, Event{}, err
+	}
+	ev, err := s.insertEvent(ctx, tx, o, m.Seq, m.Pending, now, frame)
+	if err != nil {
+		return wire.Order{}, Event{}, err
 	}
 	return o, ev, nil
 }

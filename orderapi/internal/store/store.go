@@ -78,6 +78,7 @@ type Store struct {
 	r       *sqlx.DB // reads
 	opt     Options
 	q       queries
+	group   *groupCommit // SQLite only: shared commits for CreateOrder
 }
 
 // ParseURL splits DATABASE_URL into a dialect and a driver DSN:
@@ -140,6 +141,9 @@ func Open(ctx context.Context, databaseURL string, opt Options) (*Store, error) 
 		return nil, err
 	}
 	s.q = newQueries(s.w)
+	if dialect == SQLite {
+		s.group = newGroupCommit(s)
+	}
 	return s, nil
 }
 
@@ -237,8 +241,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every connection.
+// Close finishes the commit in progress and closes every connection.
 func (s *Store) Close() error {
+	if s.group != nil {
+		s.group.close()
+	}
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -406,4 +407,83 @@ func TestRelaySkipsLockedMerchant(t *testing.T) {
 	if got := n + <-first; got != 4 {
 		t.Fatalf("relays published %d events in all; want 4", got)
 	}
+}
+
+// Orders failing inside a shared SQLite commit are rolled back alone: the
+// others of the same group are stored with contiguous seqs.
+func TestFailingOrderInGroup(t *testing.T) {
+	each(t, func(t *testing.T, url string) {
+		boom := errors.New("injected")
+		lastID := "SELECT merchant_id FROM orders WHERE id = last_insert_rowid()"
+		if strings.HasPrefix(url, "postgres") {
+			lastID = "SELECT merchant_id FROM orders WHERE id = lastval()"
+		}
+		var current sync.Map // *sqlx.Tx -> merchant of the order being written in it
+		s := open(t, url, store.Options{Fault: func(ctx context.Context, tx *sqlx.Tx, step string) error {
+			switch step {
+			case "order":
+				var m string
+				if err := tx.GetContext(ctx, &m, lastID); err != nil {
+					return err
+				}
+				current.Store(tx, m)
+			case "event":
+				// Fail after the order, the merchant bump and the event row.
+				if m, _ := current.Load(tx); m == "bad" {
+					return boom
+				}
+			}
+			return nil
+		}})
+		var wg sync.WaitGroup
+		var failed, stored atomicCount
+		for i := range 90 {
+			m := []string{"good", "bad", "fine"}[i%3]
+			wg.Go(func() {
+				_, _, err := s.CreateOrder(t.Context(), store.NewOrder{MerchantID: m, UserID: "u1", Date: "2022-06-22"}, frame("order"))
+				switch {
+				case m == "bad" && errors.Is(err, boom):
+					failed.add()
+				case m != "bad" && err == nil:
+					stored.add()
+				default:
+					t.Errorf("merchant %s: %v", m, err)
+				}
+			})
+		}
+		wg.Wait()
+		if failed.get() != 30 || stored.get() != 60 {
+			t.Fatalf("%d failed, %d stored; want 30, 60", failed.get(), stored.get())
+		}
+		txs := 0
+		current.Range(func(any, any) bool { txs++; return true })
+		t.Logf("90 orders in %d transactions", txs)
+		if strings.HasPrefix(url, "sqlite") && txs >= 90 {
+			t.Errorf("no two of 90 concurrent orders shared a SQLite commit")
+		}
+		for _, m := range []string{"good", "fine", "bad"} {
+			want := uint64(30)
+			if m == "bad" {
+				want = 0
+			}
+			got, _ := s.Merchant(t.Context(), m)
+			frames, _ := s.Events(t.Context(), m, 0, 100)
+			page, _, _ := s.ListOrders(t.Context(), store.ListQuery{MerchantID: m, Limit: 100})
+			if got.Seq != want || got.Pending != int64(want) || len(frames) != int(want) || len(page) != int(want) {
+				t.Errorf("merchant %s: %+v, %d events, %d orders; want %d each", m, got, len(frames), len(page), want)
+			}
+		}
+	})
+}
+
+type atomicCount struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCount) add() { c.mu.Lock(); c.n++; c.mu.Unlock() }
+func (c *atomicCount) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
 }
