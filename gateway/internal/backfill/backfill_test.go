@@ -1,0 +1,153 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"orderpush/pkg/redistest"
+	"orderpush/pkg/stream"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// logAPI is an order API whose event log holds seqs 1..n (failure
+// injection: fail makes every call fail).
+type logAPI struct {
+	mu    sync.Mutex
+	n     uint64
+	sum   int64
+	holes map[uint64]bool
+	fail  error
+	calls int
+}
+
+func (a *logAPI) Summary(ctx context.Context, m string) (stream.State, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.fail != nil {
+		return stream.State{}, a.fail
+	}
+	return stream.State{Seq: a.n, OrderSum: a.sum}, nil
+}
+
+func (a *logAPI) Events(ctx context.Context, m string, after uint64, limit int) ([]stream.Event, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls++
+	if a.fail != nil {
+		return nil, a.fail
+	}
+	var out []stream.Event
+	for s := after + 1; s <= a.n && len(out) < limit; s++ {
+		if !a.holes[s] {
+			out = append(out, stream.Event{Seq: s, Frame: frame(s)})
+		}
+	}
+	return out, nil
+}
+
+func frame(seq uint64) []byte { return fmt.Appendf(nil, `{"event":"order","seq":%d,"data":{"orderSum":1}}`, seq) }
+
+func setup(t *testing.T, api API) (*Source, *stream.Store, string) {
+	o, _ := redis.ParseURL(redistest.SharedURL(t))
+	rdb := redis.NewClient(o)
+	t.Cleanup(func() { _ = rdb.Close() })
+	st := stream.New(rdb, stream.Options{})
+	return New(st, api, slog.New(slog.NewTextHandler(io.Discard, nil))), st, redistest.Unique("m")
+}
+
+func seqs(r Range) []uint64 {
+	var out []uint64
+	for _, e := range r.Events {
+		out = append(out, e.Seq)
+	}
+	return out
+}
+
+func TestRangeMixesHistoryAndLog(t *testing.T) {
+	api := &logAPI{n: 2500}
+	src, st, mid := setup(t, api)
+	ctx := context.Background()
+	for s := uint64(1); s <= 2500; s++ {
+		if s > 10 && s < 2400 { // Redis lost these (trimmed), then holds the tail
+			continue
+		}
+		if s >= 5 && s <= 6 {
+			continue
+		}
+		if _, err := st.Publish(ctx, mid, s, 1, frame(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := src.Range(ctx, mid, 2, 2450)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := seqs(r)
+	if len(got) != 2448 || got[0] != 3 || got[len(got)-1] != 2450 {
+		t.Fatalf("got %d events %v..%v", len(got), got[:3], got[len(got)-1])
+	}
+	for i, s := range got {
+		if s != uint64(3+i) {
+			t.Fatalf("event %d is %d", i, s)
+		}
+	}
+	// 3,4,7..10 and 2400..2450 from history; 5,6 and 11..2399 from the log.
+	if r.FromHistory != 6+51 || r.FromLog != 2+2389 {
+		t.Fatalf("history %d, log %d", r.FromHistory, r.FromLog)
+	}
+}
+
+func TestRangeStopsAtAHoleNobodyHas(t *testing.T) {
+	api := &logAPI{n: 10, holes: map[uint64]bool{6: true}}
+	src, st, mid := setup(t, api)
+	ctx := context.Background()
+	for s := uint64(1); s <= 10; s++ {
+		if s != 6 {
+			_, _ = st.Publish(ctx, mid, s, 1, frame(s))
+		}
+	}
+	r, err := src.Range(ctx, mid, 0, 10)
+	if err != nil || r.Last(0) != 5 {
+		t.Fatalf("range %v %v", seqs(r), err)
+	}
+	// Without an order API only Redis is asked.
+	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if r, err := bare.Range(ctx, mid, 0, 10); err != nil || r.Last(0) != 5 {
+		t.Fatalf("bare range %v %v", seqs(r), err)
+	}
+}
+
+func TestRangeReportsAFailingSource(t *testing.T) {
+	boom := errors.New("boom")
+	api := &logAPI{n: 10, fail: boom}
+	src, _, mid := setup(t, api)
+	if _, err := src.Range(context.Background(), mid, 0, 10); !errors.Is(err, boom) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestStateFallsBackToTheAPIAndWritesBack(t *testing.T) {
+	api := &logAPI{n: 7, sum: 3}
+	src, st, mid := setup(t, api)
+	ctx := context.Background()
+	got, err := src.State(ctx, mid)
+	if err != nil || got != (stream.State{Seq: 7, OrderSum: 3}) {
+		t.Fatalf("state %+v %v", got, err)
+	}
+	if back, err := st.State(ctx, mid); err != nil || back.Seq != 7 {
+		t.Fatalf("not written back: %+v %v", back, err)
+	}
+	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if got, err := bare.State(ctx, redistest.Unique("m")); err != nil || got != (stream.State{}) {
+		t.Fatalf("unknown merchant without api: %+v %v", got, err)
+	}
+}

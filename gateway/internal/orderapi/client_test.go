@@ -1,0 +1,130 @@
+package orderapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"orderpush/pkg/token"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+}
+
+var secret = []byte("orderapi-client-secret-0123456789abcdef")
+
+func TestNewValidates(t *testing.T) {
+	for _, u := range []string{"", "ftp://x", "http://", "::"} {
+		if _, err := New(Config{BaseURL: u, Secret: secret}); err == nil {
+			t.Fatalf("accepted %q", u)
+		}
+	}
+	if _, err := New(Config{BaseURL: "http://x"}); err == nil {
+		t.Fatal("accepted no token and no secret")
+	}
+}
+
+// api answers like the order API; handler gets the verified claims.
+func api(t *testing.T, h func(w http.ResponseWriter, r *http.Request, c token.Claims)) *Client {
+	v, _ := token.NewVerifier(token.Config{Secret: secret})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		c, err := v.Verify(raw)
+		if err != nil {
+			w.WriteHeader(401)
+			_, _ = w.Write([]byte(`{"error":{"code":"unauthorized","message":"no"}}`))
+			return
+		}
+		h(w, r, c)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(Config{BaseURL: srv.URL + "/", Secret: secret, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestSummaryAndEvents(t *testing.T) {
+	c := api(t, func(w http.ResponseWriter, r *http.Request, cl token.Claims) {
+		if cl.Role != token.RoleService {
+			t.Errorf("role %s", cl.Role)
+		}
+		switch r.URL.Path {
+		case "/merchants/m1/summary":
+			_, _ = w.Write([]byte(`{"merchantId":"m1","orderSum":4,"seq":9,"online":1}`))
+		case "/merchants/m1/events":
+			if r.URL.Query().Get("after") != "7" || r.URL.Query().Get("limit") != "1000" {
+				t.Errorf("query %s", r.URL.RawQuery)
+			}
+			_, _ = w.Write([]byte(`{"events":[{"event":"order","seq":8,"data":{"orderSum":3}},{"event":"order","seq":9,"data":{"orderSum":4}}]}`))
+		default:
+			w.WriteHeader(404)
+		}
+	})
+	ctx := context.Background()
+	st, err := c.Summary(ctx, "m1")
+	if err != nil || st.Seq != 9 || st.OrderSum != 4 {
+		t.Fatalf("summary %+v %v", st, err)
+	}
+	evs, err := c.Events(ctx, "m1", 7, 5000)
+	if err != nil || len(evs) != 2 || evs[0].Seq != 8 || !strings.Contains(string(evs[1].Frame), `"seq":9`) {
+		t.Fatalf("events %+v %v", evs, err)
+	}
+}
+
+func TestEventsRejectsDisorder(t *testing.T) {
+	c := api(t, func(w http.ResponseWriter, r *http.Request, _ token.Claims) {
+		_, _ = w.Write([]byte(`{"events":[{"event":"order","seq":9},{"event":"order","seq":8}]}`))
+	})
+	if _, err := c.Events(context.Background(), "m1", 7, 10); err == nil {
+		t.Fatal("accepted events out of order")
+	}
+	if _, err := c.Events(context.Background(), "m1", 9, 10); err == nil {
+		t.Fatal("accepted events at or below after")
+	}
+}
+
+func TestProcessUsesTheSocketsToken(t *testing.T) {
+	c := api(t, func(w http.ResponseWriter, r *http.Request, cl token.Claims) {
+		if r.Method != http.MethodPost || r.URL.Path != "/orders/u100000000000000000001/process" {
+			t.Errorf("%s %s", r.Method, r.URL.Path)
+		}
+		if cl.Subject == "m2" {
+			w.WriteHeader(403)
+			_, _ = w.Write([]byte(`{"error":{"code":"forbidden","message":"not your order"}}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{}`))
+	})
+	ctx := context.Background()
+	own, _ := token.Mint(secret, token.RoleMerchant, "m1", time.Minute)
+	if err := c.Process(ctx, "u100000000000000000001", own); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := token.Mint(secret, token.RoleMerchant, "m2", time.Minute)
+	var e *Error
+	if err := c.Process(ctx, "u100000000000000000001", other); !errors.As(err, &e) || e.Code != "forbidden" || e.Status != 403 {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestNonJSONErrorIsUnavailable(t *testing.T) {
+	c := api(t, func(w http.ResponseWriter, r *http.Request, _ token.Claims) {
+		w.WriteHeader(502)
+		_, _ = w.Write([]byte(`bad gateway`))
+	})
+	var e *Error
+	if _, err := c.Summary(context.Background(), "m1"); !errors.As(err, &e) || e.Code != "unavailable" {
+		t.Fatalf("got %v", err)
+	}
+}

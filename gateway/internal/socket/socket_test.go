@@ -1,0 +1,172 @@
+package socket
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"orderpush/gateway/internal/metrics"
+	"orderpush/gateway/internal/sendq"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serve runs s behind a test server and dials it; prepare runs before the
+// socket starts, with frames already queued.
+func serve(t *testing.T, s *Socket) *websocket.Conn {
+	t.Helper()
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		s.Run(context.Background(), c, nil)
+	}))
+	t.Cleanup(func() {
+		s.Abort()
+		<-done
+		srv.Close()
+	})
+	c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return c
+}
+
+func newSocket(cfg Config) (*Socket, *metrics.Metrics) {
+	m := metrics.New(prometheus.NewRegistry())
+	return New("c1", "m1", "tok", cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), m), m
+}
+
+func read(t *testing.T, c *websocket.Conn) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestBatchJoinsWhatIsQueued: with batch mode, frames already queued when
+// the writer runs go out as one message, separated by '\n'; without it, one
+// message per frame.
+func TestBatchJoinsWhatIsQueued(t *testing.T) {
+	for _, batch := range []bool{true, false} {
+		s, m := newSocket(Config{Batch: batch, QueueSize: 16})
+		var want []string
+		for i := range 10 {
+			f := fmt.Sprintf(`{"event":"order","seq":%d}`, i+1)
+			want = append(want, f)
+			if !s.TrySend(sendq.Entry{Data: []byte(f)}) {
+				t.Fatal("queue refused")
+			}
+		}
+		c := serve(t, s)
+		var got []string
+		for len(got) < 10 {
+			got = append(got, strings.Split(read(t, c), "\n")...)
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("batch=%v: got %v", batch, got)
+		}
+		msgs := testutil.ToFloat64(m.WebSocketMessages)
+		if (batch && msgs != 1) || (!batch && msgs != 10) || testutil.ToFloat64(m.FramesSent) != 10 {
+			t.Fatalf("batch=%v: %v messages", batch, msgs)
+		}
+	}
+}
+
+// TestCloseCodes: Close and Overflow reach the peer as close frames with
+// their codes, and the queue refuses frames after the writer ended.
+func TestCloseCodes(t *testing.T) {
+	for _, tc := range []struct {
+		do   func(*Socket)
+		code websocket.StatusCode
+	}{
+		{func(s *Socket) { s.Overflow() }, websocket.StatusTryAgainLater},
+		{func(s *Socket) { s.Close(websocket.StatusGoingAway, "going away") }, websocket.StatusGoingAway},
+	} {
+		s, m := newSocket(Config{})
+		c := serve(t, s)
+		tc.do(s)
+		tc.do(s) // idempotent
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, err := c.Read(ctx)
+		cancel()
+		if websocket.CloseStatus(err) != tc.code {
+			t.Fatalf("got %v, want %v", err, tc.code)
+		}
+		if tc.code == websocket.StatusTryAgainLater && testutil.ToFloat64(m.SlowConsumerCloses) != 1 {
+			t.Fatal("slow consumer not counted once")
+		}
+	}
+}
+
+// TestTokenExpiry: the socket closes with 1008 at the token's exp.
+func TestTokenExpiry(t *testing.T) {
+	s, _ := newSocket(Config{Expiry: time.Now().Add(200 * time.Millisecond)})
+	c := serve(t, s)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusPolicyViolation || time.Since(start) > 3*time.Second {
+		t.Fatalf("got %v after %s", err, time.Since(start))
+	}
+}
+
+// TestKeepalivePing: the writer pings on its interval and the peer's pong
+// (answered by its reader) keeps the socket open.
+func TestKeepalivePing(t *testing.T) {
+	s, _ := newSocket(Config{PingInterval: 20 * time.Millisecond, PingTimeout: time.Second})
+	pings := make(chan struct{}, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err == nil {
+			s.Run(context.Background(), c, nil)
+		}
+	}))
+	defer srv.Close()
+	c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{
+		OnPingReceived: func(context.Context, []byte) bool {
+			select {
+			case pings <- struct{}{}:
+			default:
+			}
+			return true
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readCtx := c.CloseRead(context.Background())
+	for range 3 {
+		select {
+		case <-pings:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no keepalive ping")
+		}
+	}
+	if readCtx.Err() != nil {
+		t.Fatal("socket closed")
+	}
+	s.Close(websocket.StatusNormalClosure, "")
+	<-readCtx.Done()
+}
