@@ -54,7 +54,9 @@ func (a *logAPI) Events(ctx context.Context, m string, after uint64, limit int) 
 	return out, nil
 }
 
-func frame(seq uint64) []byte { return fmt.Appendf(nil, `{"event":"order","seq":%d,"data":{"orderSum":1}}`, seq) }
+func frame(seq uint64) []byte {
+	return fmt.Appendf(nil, `{"event":"order","seq":%d,"data":{"orderSum":1}}`, seq)
+}
 
 func setup(t *testing.T, api API) (*Source, *stream.Store, string) {
 	o, _ := redis.ParseURL(redistest.SharedURL(t))
