@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -141,5 +142,26 @@ func TestCORSPreflight(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
 		!strings.Contains(strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "authorization") {
 		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// A body without Content-Length (chunked) is cut off at 64 KiB too.
+func TestChunkedBodyTooLarge(t *testing.T) {
+	env := apitest.Start(t, apitest.Options{})
+	body := io.MultiReader(strings.NewReader(`{"merchantId":"m1","date":"2022-06-22","price":36,"x":"`),
+		strings.NewReader(strings.Repeat("y", 65<<10)), strings.NewReader(`"}`))
+	req, _ := http.NewRequest(http.MethodPost, env.URL+"/orders", body)
+	req.Header.Set("Authorization", "Bearer "+apitest.Token(t, token.RoleMember, "u1"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if req.ContentLength != 0 || resp.StatusCode != 413 || !strings.Contains(string(b), `"payload_too_large"`) {
+		t.Fatalf("chunked oversize: %d %s", resp.StatusCode, b)
+	}
+	if n := env.Count(t, "orders"); n != 0 {
+		t.Fatalf("%d orders stored", n)
 	}
 }
