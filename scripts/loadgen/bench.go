@@ -19,6 +19,8 @@ const (
 	ScenarioFanout  = "fanout"
 	ScenarioOrders  = "orders"
 	ScenarioChurn   = "churn"
+	// ScenarioBig is the one-off large idle run alone (-only big -big N).
+	ScenarioBig = "big"
 )
 
 // AllScenarios in the order the bench runs them.
@@ -86,12 +88,17 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		if err != nil {
 			return nil, err
 		}
+		e.ServicePIDs = st.ServicePIDs()
 		if cfg.ProfileDir != "" {
 			e.Profile = &Profiler{Dir: cfg.ProfileDir, URLs: st.PprofURLs}
 		}
 		return e, nil
 	}
-	for run := 1; run <= cfg.Runs && ctx.Err() == nil; run++ {
+	loop := false
+	for _, sc := range AllScenarios {
+		loop = loop || cfg.want(sc)
+	}
+	for run := 1; loop && run <= cfg.Runs && ctx.Err() == nil; run++ {
 		fmt.Fprintf(cfg.Out, "\n######## run %d of %d (%s)\n", run, cfg.Runs, LoadAvg())
 		if cfg.want(ScenarioIdle) {
 			// Fresh gateways: an RSS baseline must be a new process's, not
@@ -144,6 +151,7 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 					record(nil, fmt.Errorf("order API on %s: %w", db, err))
 					continue
 				}
+				e.ServicePIDs = st.ServicePIDs()
 			}
 			if cfg.want(ScenarioLatency) {
 				c := cfg.Latency
@@ -165,7 +173,7 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		}
 		e.Close()
 	}
-	if cfg.Big > 0 && cfg.want(ScenarioIdle) && ctx.Err() == nil {
+	if cfg.Big > 0 && (cfg.want(ScenarioIdle) || cfg.want(ScenarioBig)) && ctx.Err() == nil {
 		perProc := int(fileLimit()) - 2000 // room for Redis, HTTP and log files
 		if perProc < 1000 {
 			return nil, fmt.Errorf("big idle run: open-file limit %d is too small", fileLimit())

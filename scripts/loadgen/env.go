@@ -22,15 +22,16 @@ import (
 // Env is the system under test and how to reach it. Build it with NewEnv;
 // it is safe for concurrent use once built.
 type Env struct {
-	Gateways    []*url.URL // ws:// URLs of /ws, used round-robin
-	OrderAPI    string     // base http URL of the order API, "" when absent
-	Secret      []byte     // JWT_SECRET of the stack
-	GatewayPIDs []int      // local pids aligned with Gateways, 0 when not local
-	SourceIPs   int        // loopback source addresses to spread sockets over
-	SourceBase  int        // first source address is 127.0.0.(1+SourceBase)
-	RunID       string     // makes merchant and user ids unique to this run
-	Progress    io.Writer  // progress lines, nil for none
-	Profile     *Profiler  // gateway profiles during measured phases, nil for none
+	Gateways    []*url.URL     // ws:// URLs of /ws, used round-robin
+	OrderAPI    string         // base http URL of the order API, "" when absent
+	Secret      []byte         // JWT_SECRET of the stack
+	GatewayPIDs []int          // local pids aligned with Gateways, 0 when not local
+	ServicePIDs map[string]int // other local processes of the stack ("orderapi", "redis"), for CPU figures
+	SourceIPs   int            // loopback source addresses to spread sockets over
+	SourceBase  int            // first source address is 127.0.0.(1+SourceBase)
+	RunID       string         // makes merchant and user ids unique to this run
+	Progress    io.Writer      // progress lines, nil for none
+	Profile     *Profiler      // gateway profiles during measured phases, nil for none
 
 	Redis  redis.UniversalClient
 	Stream *stream.Store

@@ -61,6 +61,7 @@ func Orders(ctx context.Context, e *Env, cfg OrdersConfig, run int) (*Report, er
 		return fmt.Sprintf("ok %d failed %d", ok.Load(), failed.Load())
 	})
 	start := time.Now()
+	cpu := e.startCPU()
 	var wg sync.WaitGroup
 	for c := range cfg.Clients {
 		wg.Add(1)
@@ -95,6 +96,7 @@ func Orders(ctx context.Context, e *Env, cfg OrdersConfig, run int) (*Report, er
 	wg.Wait()
 	elapsed := time.Since(start)
 	prog.Stop()
+	cpu.addCPU(r, "")
 	m := r.Add("orders_per_s", float64(ok.Load())/elapsed.Seconds(), "/s")
 	if cfg.Target > 0 {
 		m.Target = &Target{Op: ">=", Value: cfg.Target}

@@ -167,13 +167,14 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// cpuMeter measures the CPU the local gateways and the load generator use
-// during a phase: on a two-core machine shared by both, where the cores go
-// explains most figures.
+// cpuMeter measures the CPU the local gateways, the other local services and
+// the load generator use during a phase: on a two-core machine shared by
+// all of them, where the cores go explains most figures.
 type cpuMeter struct {
 	e    *Env
 	t0   time.Time
-	gw   []time.Duration // -1: unknown
+	gw   []time.Duration // by gateway; -1: unknown
+	svc  map[string]time.Duration
 	self time.Duration
 	// workers lists load generator processes started after the meter (idle
 	// workers): all their CPU counts as the load generator's.
@@ -181,7 +182,7 @@ type cpuMeter struct {
 }
 
 func (e *Env) startCPU() *cpuMeter {
-	m := &cpuMeter{e: e, t0: time.Now(), self: selfCPU()}
+	m := &cpuMeter{e: e, t0: time.Now(), self: selfCPU(), svc: map[string]time.Duration{}}
 	for _, pid := range e.GatewayPIDs {
 		d, err := ProcCPU(pid)
 		if err != nil || pid <= 0 {
@@ -189,41 +190,59 @@ func (e *Env) startCPU() *cpuMeter {
 		}
 		m.gw = append(m.gw, d)
 	}
+	for name, pid := range e.ServicePIDs {
+		if d, err := ProcCPU(pid); err == nil {
+			m.svc[name] = d
+		}
+	}
 	return m
 }
 
-// stop returns the CPU time the gateways (all of them, -1 when no local pid
-// is known) and the load generator used since start, and the wall time.
-func (m *cpuMeter) stop() (gateways, self, wall time.Duration) {
-	wall = time.Since(m.t0)
-	self = selfCPU() - m.self
+// cpuUse is what a phase cost, in CPU time; gateways is -1 when no local
+// gateway pid is known.
+type cpuUse struct {
+	wall, gateways, self time.Duration
+	services             map[string]time.Duration
+}
+
+func (m *cpuMeter) stop() cpuUse {
+	u := cpuUse{wall: time.Since(m.t0), self: selfCPU() - m.self, gateways: -1, services: map[string]time.Duration{}}
 	if m.workers != nil {
 		for _, pid := range m.workers() {
 			if d, err := ProcCPU(pid); err == nil {
-				self += d
+				u.self += d
 			}
 		}
 	}
-	gateways = -1
 	for i, pid := range m.e.GatewayPIDs {
 		if m.gw[i] < 0 {
 			continue
 		}
-		d, err := ProcCPU(pid)
-		if err != nil {
-			continue
+		if d, err := ProcCPU(pid); err == nil {
+			u.gateways = max(u.gateways, 0) + d - m.gw[i]
 		}
-		gateways = max(gateways, 0) + d - m.gw[i]
 	}
-	return gateways, self, wall
+	for name, d0 := range m.svc {
+		if d, err := ProcCPU(m.e.ServicePIDs[name]); err == nil {
+			u.services[name] = d - d0
+		}
+	}
+	return u
 }
 
-// addCPU reports the cores the gateways and the load generator kept busy.
+// addCPU reports the cores each local process kept busy on average and
+// returns the gateways' CPU time (-1 when unknown).
 func (m *cpuMeter) addCPU(r *Report, prefix string) (gateways time.Duration) {
-	gw, self, wall := m.stop()
-	if gw >= 0 {
-		r.Add(prefix+"gateway_cpu_cores", gw.Seconds()/wall.Seconds(), "cores")
+	u := m.stop()
+	cores := func(d time.Duration) float64 { return d.Seconds() / u.wall.Seconds() }
+	if u.gateways >= 0 {
+		r.Add(prefix+"gateway_cpu_cores", cores(u.gateways), "cores")
 	}
-	r.Add(prefix+"loadgen_cpu_cores", self.Seconds()/wall.Seconds(), "cores")
-	return gw
+	for _, name := range []string{"orderapi", "redis"} {
+		if d, ok := u.services[name]; ok {
+			r.Add(prefix+name+"_cpu_cores", cores(d), "cores")
+		}
+	}
+	r.Add(prefix+"loadgen_cpu_cores", cores(u.self), "cores")
+	return u.gateways
 }

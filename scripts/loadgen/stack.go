@@ -111,6 +111,19 @@ func StartStack(ctx context.Context, cfg StackConfig) (*Stack, error) {
 	return s, nil
 }
 
+// ServicePIDs are the pids of the order API and of Redis when this stack
+// started it.
+func (s *Stack) ServicePIDs() map[string]int {
+	m := map[string]int{}
+	if s.orderapi != nil {
+		m["orderapi"] = s.orderapi.PID()
+	}
+	if s.redis != nil {
+		m["redis"] = s.redis.PID()
+	}
+	return m
+}
+
 // Secret is the stack's JWT_SECRET.
 func (s *Stack) Secret() []byte { return []byte(s.cfg.Secret) }
 

@@ -202,6 +202,9 @@ func (f *flags) env(st *loadgen.Stack, progress io.Writer) (*loadgen.Env, error)
 	if err != nil {
 		return nil, err
 	}
+	if st != nil {
+		e.ServicePIDs = st.ServicePIDs()
+	}
 	if f.profileDir != "" && len(pprof) > 0 {
 		e.Profile = &loadgen.Profiler{Dir: f.profileDir, URLs: pprof}
 	}
