@@ -21,7 +21,8 @@ import (
 // fakeAPI is a small order API for tests whose point is the gateway's
 // behaviour toward it (PROTOCOL.md shapes of summary, events and process):
 // an in-memory event log per merchant, committed before it is published,
-// and a relay that publishes what Redis missed, as orderapi's outbox does.
+// and publishing that resumes with everything unpublished, in order, as
+// orderapi's outbox does.
 type fakeAPI struct {
 	t        testing.TB
 	srv      *httptest.Server
@@ -163,16 +164,17 @@ func (f *fakeAPI) commit(mid string) (uint64, int64, []byte) {
 }
 
 // place commits and then publishes what is unpublished, in order; with
-// Redis down the order still counts and the relay publishes it later.
+// Redis down the order still counts (the publish gives up quickly) and the
+// relay publishes it later.
 func (f *fakeAPI) place(mid string) uint64 {
 	seq, _, _ := f.commit(mid)
-	f.flush(context.Background(), mid)
+	f.flush(context.Background(), mid, 100*time.Millisecond)
 	return seq
 }
 
 // flush publishes mid's unpublished events in seq order, stopping at the
 // first failure.
-func (f *fakeAPI) flush(ctx context.Context, mid string) {
+func (f *fakeAPI) flush(ctx context.Context, mid string, timeout time.Duration) {
 	for {
 		f.mu.Lock()
 		next := f.published[mid] + 1
@@ -182,7 +184,7 @@ func (f *fakeAPI) flush(ctx context.Context, mid string) {
 		}
 		fr, sum := f.log[mid][next-1], f.sums[mid][next-1]
 		f.mu.Unlock()
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
 		_, err := f.store.Publish(pctx, mid, next, sum, fr)
 		cancel()
 		if err != nil {
@@ -193,21 +195,5 @@ func (f *fakeAPI) flush(ctx context.Context, mid string) {
 			f.published[mid] = next
 		}
 		f.mu.Unlock()
-	}
-}
-
-// relay publishes unpublished events every 50 ms until ctx ends.
-func (f *fakeAPI) relay(ctx context.Context, mids ...string) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		for _, m := range mids {
-			f.flush(ctx, m)
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return
-		}
 	}
 }
