@@ -277,7 +277,7 @@ func (s *Service) Events(ctx context.Context, c Caller, merchantID, after, limit
 	}
 	a, err := intParam("after", after, 0, 0, 1<<62)
 	if err != nil {
-		return nil, err
+		return nil, invalidField("after", "must be a seq: a non-negative integer, got %s", strconv.Quote(clip(after)))
 	}
 	n, err := intParam("limit", limit, 500, 1, 1000)
 	if err != nil {
