@@ -3,6 +3,7 @@ package prodstack_test
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -164,4 +165,95 @@ func TestDockerfileBuildsSmallStaticNonRootImages(t *testing.T) {
 			t.Errorf("no stage builds %s", pkg)
 		}
 	}
+}
+
+// TestDockerBuildContextHoldsEveryPackage checks that the files a binary is
+// built from reach its build stage: every package of the repository it
+// imports lies under a COPY of that stage's chain, the Dockerfile's ignore
+// file lets every COPY source through, and no embedded file is one the
+// ignore file drops. (Building the images needs Docker; this is what can go
+// wrong without it showing here.)
+func TestDockerBuildContextHoldsEveryPackage(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	_, stages := parseDockerfile(t, filepath.Join(root, prodstack.DockerfilePath))
+	ignore, err := os.ReadFile(filepath.Join(root, prodstack.DockerfilePath+".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{}
+	for _, line := range strings.Split(string(ignore), "\n") {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "!"); ok {
+			allowed[p] = true
+		}
+	}
+	copied := func(stageNames ...string) []string {
+		var srcs []string
+		for _, name := range stageNames {
+			st := stages[name]
+			if st == nil {
+				t.Fatalf("no stage %s", name)
+			}
+			for _, cp := range st.instr("COPY") {
+				if strings.HasPrefix(cp, "--from=") {
+					continue
+				}
+				f := strings.Fields(cp)
+				for _, src := range f[:len(f)-1] {
+					if !letThrough(allowed, src) {
+						t.Errorf("stage %s copies %s, which %s.dockerignore does not let through", name, src, prodstack.DockerfilePath)
+					}
+					srcs = append(srcs, src)
+				}
+			}
+		}
+		return srcs
+	}
+	for pkg, chain := range map[string][]string{
+		"./gateway/cmd/gateway":     {"build", "build-gateway"},
+		"./orderapi/cmd/orderapi":   {"build", "build-orderapi"},
+		"./scripts/cmd/healthcheck": {"build"},
+	} {
+		srcs := copied(chain...)
+		cmd := exec.CommandContext(t.Context(), "go", "list", "-deps", "-f", "{{.Dir}}\t{{join .EmbedFiles \",\"}}", pkg)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			dir, embeds, _ := strings.Cut(line, "\t")
+			rel, err := filepath.Rel(root, dir)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				continue // the standard library or the module cache
+			}
+			in := false
+			for _, src := range srcs {
+				in = in || strings.HasPrefix(rel+"/", strings.TrimSuffix(src, "/")+"/")
+			}
+			if !in {
+				t.Errorf("%s needs %s, which stages %v do not copy", pkg, rel, chain)
+			}
+			for _, e := range strings.Split(embeds, ",") {
+				if strings.Contains("/"+e, "/testdata/") || strings.HasSuffix(e, "_test.go") || strings.Contains(e, "node_modules") {
+					t.Errorf("%s embeds %s/%s, which the ignore file drops", pkg, rel, e)
+				}
+			}
+		}
+	}
+}
+
+// letThrough reports whether a "!path" or "!dir/**" line of the ignore file
+// re-includes src.
+func letThrough(allowed map[string]bool, src string) bool {
+	src = strings.TrimSuffix(src, "/")
+	if allowed[src] {
+		return true
+	}
+	for p := range allowed {
+		if dir, ok := strings.CutSuffix(p, "/**"); ok && (src == dir || strings.HasPrefix(src, dir+"/")) {
+			return true
+		}
+	}
+	return false
 }
