@@ -45,7 +45,7 @@
   // with an order.processed event never brings a processed row back.
   const st = {
     token: '', api: DEFAULT_API, merchantId: '', node: '', connId: '',
-    seq: null, orderSum: null, replayUntil: 0,
+    seq: null, orderSum: null,
     orders: new Map(), rows: new Map(), gone: new Set(),
     ws: null, attempt: 0, retryTimer: 0, retryAt: 0, countdown: 0,
     pingTimer: 0, pongTimer: 0, listGen: 0, listRetry: 0, listLoading: false,
@@ -112,7 +112,7 @@
   }
 
   function resetMerchantState() {
-    st.merchantId = ''; st.node = ''; st.connId = ''; st.seq = null; st.orderSum = null; st.replayUntil = 0;
+    st.merchantId = ''; st.node = ''; st.connId = ''; st.seq = null; st.orderSum = null;
     st.orders.clear(); st.gone.clear(); st.listGen++; st.listLoading = false;
     clearTimeout(st.listRetry);
     for (const li of st.rows.values()) li.remove();
@@ -274,10 +274,10 @@
     } else if (seq > st.seq) {
       // The replay of what we missed (since < seq <= hello.seq) follows; the
       // count is taken from those frames as they come.
-      st.replayUntil = seq;
       flag(`Resumed · ${seq - st.seq} missed event${seq - st.seq === 1 ? '' : 's'} replayed`);
     } else {
       st.orderSum = d.orderSum;
+      flag('Reconnected · nothing missed');
     }
     setConn('live', `Live · replica ${st.node}`);
     render();
@@ -289,7 +289,6 @@
     st.connId = d.connId || st.connId;
     st.seq = Number(d.seq) || 0;
     st.orderSum = d.orderSum;
-    st.replayUntil = 0;
     st.orders.clear(); st.gone.clear();
     for (const li of st.rows.values()) li.remove();
     st.rows.clear();
@@ -321,7 +320,6 @@
         removeOrder(o.orderNo);
       }
     }
-    if (seq >= st.replayUntil) st.replayUntil = 0;
     // The socket never skips a seq (PROTOCOL.md); if it ever did, the count
     // is still right (it rides on the frame) and the list is reloaded.
     if (gap) loadPending();
