@@ -180,7 +180,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	var firstClose, lastClose time.Duration
+	firstClose, lastClose := time.Hour, time.Duration(0)
 	for i, c := range socks {
 		if err := c.WaitClosed(10 * time.Second); err != nil {
 			t.Fatalf("socket %d: %v", i, err)
@@ -188,11 +188,11 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		if code := c.CloseStatus(); code != websocket.StatusGoingAway {
 			t.Fatalf("socket %d closed with %v, want 1001", i, c.Err())
 		}
-		d := time.Since(sent)
-		if i == 0 {
-			firstClose = d
-		}
-		lastClose = max(lastClose, d)
+		d := c.EndedAt().Sub(sent)
+		firstClose, lastClose = min(firstClose, d), max(lastClose, d)
+	}
+	if lastClose-firstClose < 500*time.Millisecond {
+		t.Fatalf("closes not spread: %s to %s", firstClose, lastClose)
 	}
 	select {
 	case <-p.exited:

@@ -61,6 +61,7 @@ type gw struct {
 	mu     sync.Mutex
 	netcs  map[net.Conn]struct{}
 	killed bool
+	once   sync.Once
 }
 
 // gwOpt adjusts a replica's config.
@@ -126,11 +127,12 @@ func (g *gw) Stop() {
 	if killed {
 		return
 	}
-	g.cancel()
-	if err := <-g.done; err != nil {
-		g.t.Errorf("gateway %s stopped with %v", g.Node, err)
-	}
-	g.done <- nil
+	g.once.Do(func() {
+		g.cancel()
+		if err := <-g.done; err != nil {
+			g.t.Errorf("gateway %s stopped with %v", g.Node, err)
+		}
+	})
 }
 
 // Kill stops the replica abruptly, as SIGKILL would: no presence cleanup,
@@ -155,8 +157,10 @@ func (g *gw) Kill() {
 	_ = s.subs.Close()
 	s.handlers.Wait()
 	s.bg.Wait()
-	g.cancel()
-	<-g.done
+	g.once.Do(func() {
+		g.cancel()
+		<-g.done
+	})
 }
 
 // metric reads a counter or gauge of the replica.

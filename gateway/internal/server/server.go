@@ -193,21 +193,18 @@ func (s *Server) subscribeNode() {
 	}
 }
 
-// drain is the SIGTERM sequence, bounded by ctx.
+// drain is the SIGTERM sequence, bounded by ctx. The listener stays open
+// while sockets are closed, so the balancer sees /readyz 503 and new
+// upgrades get 503 (PROTOCOL.md) rather than refused connections.
 func (s *Server) drain(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining.Store(true)
 	s.mu.Unlock()
-	s.log.LogAttrs(ctx, slog.LevelInfo, "draining")
+	s.log.LogAttrs(ctx, slog.LevelInfo, "draining", slog.Int("sockets", len(s.snapshot())))
 	// Stop counting this replica's sockets at once; they are leaving.
 	if err := s.presence.Leave(ctx, s.cfg.NodeID); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "presence leave failed", logging.Err(err))
 	}
-	httpDone := make(chan struct{})
-	go func() {
-		defer close(httpDone)
-		_ = s.http.Shutdown(ctx) // stops listening; sockets are ours to close
-	}()
 	s.closeSockets(ctx)
 	waited := make(chan struct{})
 	go func() {
@@ -222,7 +219,7 @@ func (s *Server) drain(ctx context.Context) error {
 		}
 		<-waited
 	}
-	<-httpDone
+	_ = s.http.Shutdown(ctx) // stops listening, lets plain requests finish
 	s.shutdownRedis()
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "drained")
 	return nil

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -275,4 +276,56 @@ func TestBatchMode(t *testing.T) {
 	if err := wstest.CheckStream(c.Frames(), 0, false); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDrainAnswers503: while a replica drains, /readyz is 503 and a new
+// upgrade gets 503 unavailable; open sockets get 1001 spread over the
+// drain, and their presence is gone.
+func TestDrainAnswers503(t *testing.T) {
+	t.Parallel()
+	url := redistest.SharedURL(t)
+	g := startGW(t, url, func(c *Config) { c.DrainSpread = 2 * time.Second })
+	mid := redistest.Unique("m")
+	var socks []*wstest.Conn
+	for range 4 {
+		c := dial(t, g.URL, mid, -1)
+		if _, err := c.WaitEvent(5*time.Second, "hello", 1); err != nil {
+			t.Fatal(err)
+		}
+		socks = append(socks, c)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		g.Stop()
+	}()
+	eventually(t, 5*time.Second, func() error {
+		if !g.srv.Draining() {
+			return errNotYet
+		}
+		return nil
+	})
+	resp, err := http.Get(g.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"draining"`) {
+		t.Fatalf("readyz while draining: %d %s", resp.StatusCode, body)
+	}
+	_, err = wstest.Dial(context.Background(), wstest.URL(g.URL, merchantToken(t, mid), -1), nil)
+	var de *wstest.DialError
+	if !errors.As(err, &de) || de.Status != http.StatusServiceUnavailable {
+		t.Fatalf("upgrade while draining: %v", err)
+	}
+	for _, c := range socks {
+		if err := c.WaitClosed(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if c.CloseStatus() != websocket.StatusGoingAway {
+			t.Fatalf("closed with %v", c.Err())
+		}
+	}
+	<-stopped
 }

@@ -73,6 +73,7 @@ type Conn struct {
 	frames []Frame
 	notify chan struct{}
 	err    error // why reading ended
+	endAt  time.Time
 	done   chan struct{}
 }
 
@@ -117,7 +118,7 @@ func (c *Conn) read() {
 		_, b, err := c.WS.Read(context.Background())
 		if err != nil {
 			c.mu.Lock()
-			c.err = err
+			c.err, c.endAt = err, time.Now()
 			c.Messages = n
 			c.mu.Unlock()
 			c.signal()
@@ -166,6 +167,13 @@ func (c *Conn) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
+}
+
+// EndedAt is when reading ended (zero while open).
+func (c *Conn) EndedAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endAt
 }
 
 // CloseStatus is the close code received, or -1.
