@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/stream"
@@ -28,11 +29,12 @@ type Source struct {
 	store *stream.Store
 	api   API // nil when ORDERAPI_URL is unset
 	log   *slog.Logger
+	m     *metrics.Metrics
 }
 
 // New returns a Source. api may be nil: then only Redis is asked.
-func New(store *stream.Store, api API, log *slog.Logger) *Source {
-	return &Source{store: store, api: api, log: log}
+func New(store *stream.Store, api API, log *slog.Logger, m *metrics.Metrics) *Source {
+	return &Source{store: store, api: api, log: log, m: m}
 }
 
 // HasAPI reports whether an order API backs Redis.
@@ -71,6 +73,7 @@ func (s *Source) APIState(ctx context.Context, merchantID string) (stream.State,
 	}
 	st, err := s.api.Summary(ctx, merchantID)
 	if err != nil {
+		s.m.OrderAPIErrors.Inc()
 		return stream.State{}, err
 	}
 	if err := s.store.SetState(ctx, merchantID, st); err != nil {
@@ -131,6 +134,7 @@ func (s *Source) Range(ctx context.Context, merchantID string, after, upto uint6
 		}
 		page, err := s.api.Events(ctx, merchantID, cur, int(min(stop-cur, orderapi.MaxEventsPage)))
 		if err != nil {
+			s.m.OrderAPIErrors.Inc()
 			return r, fmt.Errorf("event log: %w", err)
 		}
 		n := 0

@@ -9,9 +9,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"orderpush/gateway/internal/metrics"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/stream"
 )
@@ -63,7 +65,7 @@ func setup(t *testing.T, api API) (*Source, *stream.Store, string) {
 	rdb := redis.NewClient(o)
 	t.Cleanup(func() { _ = rdb.Close() })
 	st := stream.New(rdb, stream.Options{})
-	return New(st, api, slog.New(slog.NewTextHandler(io.Discard, nil))), st, redistest.Unique("m")
+	return New(st, api, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry())), st, redistest.Unique("m")
 }
 
 func seqs(r Range) []uint64 {
@@ -122,7 +124,7 @@ func TestRangeStopsAtAHoleNobodyHas(t *testing.T) {
 		t.Fatalf("range %v %v", seqs(r), err)
 	}
 	// Without an order API only Redis is asked.
-	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
 	if r, err := bare.Range(ctx, mid, 0, 10); err != nil || r.Last(0) != 5 {
 		t.Fatalf("bare range %v %v", seqs(r), err)
 	}
@@ -148,7 +150,7 @@ func TestStateFallsBackToTheAPIAndWritesBack(t *testing.T) {
 	if back, err := st.State(ctx, mid); err != nil || back.Seq != 7 {
 		t.Fatalf("not written back: %+v %v", back, err)
 	}
-	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
 	if got, err := bare.State(ctx, redistest.Unique("m")); err != nil || got != (stream.State{}) {
 		t.Fatalf("unknown merchant without api: %+v %v", got, err)
 	}

@@ -106,7 +106,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	if s.api != nil {
 		api = s.api
 	}
-	src := backfill.New(store, api, log)
+	src := backfill.New(store, api, log, s.m)
 	s.subs = subscriber.New(s.rdb, router{s}, log, s.m)
 	s.hub = hub.New(hub.Config{
 		Node: cfg.NodeID, GapWait: cfg.GapWait, ReplayMax: uint64(max(cfg.ReplayMax, 0)), Buffer: cfg.SendQueueSize,
