@@ -132,6 +132,9 @@ func runStack(ctx context.Context, args []string, getenv func(string) string, st
 	start := time.Now()
 	bins, err := launch.Build(ctx, root, o.binDir)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while building
+		}
 		return err
 	}
 	logf(stderr, "built in %s", time.Since(start).Round(100*time.Millisecond))
