@@ -111,5 +111,22 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.ReplayedFrames, m.Resyncs, m.GapsFilled, m.SlowConsumerCloses, m.RedisReconnects,
 		m.RedisMessages, m.BadFrames, m.DuplicateFrames, m.Subscriptions, m.Notices,
 		m.ProcessForwards, m.DeliveryLag, m.OrderAPIErrors, m.PresenceErrors)
+	// Export every known series from the start, at zero, so rates and
+	// alerts work before the first event.
+	for _, r := range []string{ResyncSinceAhead, ResyncReplay, ResyncGap} {
+		m.Resyncs.WithLabelValues(r)
+	}
+	for _, s := range []string{SourceHistory, SourceEventLog} {
+		m.GapsFilled.WithLabelValues(s)
+	}
+	for _, r := range []string{"ok", "unauthorized", "forbidden", "origin", "bad_since", "draining", "unavailable", "upgrade_failed"} {
+		m.Connects.WithLabelValues(r)
+	}
+	for _, r := range []string{"delivered", "unknown_conn", "bad", "full"} {
+		m.Notices.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "rejected", "error"} {
+		m.ProcessForwards.WithLabelValues(r)
+	}
 	return m
 }

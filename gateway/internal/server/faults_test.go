@@ -18,6 +18,7 @@ import (
 
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/wstest"
+	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/wire"
@@ -92,6 +93,16 @@ func redisRestart(t *testing.T, lag int) {
 			t.Fatalf("follower %d: %v (%s)", i, err, f.Summary())
 		}
 	}
+	// Presence came back with Redis: the replicas wrote their sockets again.
+	reg := presence.New(r.Client(), 0)
+	eventually(t, 10*time.Second, func() error {
+		for _, m := range mids {
+			if n, err := reg.Online(context.Background(), m); err != nil || n != 3 {
+				return fmt.Errorf("online %d %v", n, err)
+			}
+		}
+		return nil
+	})
 	t.Logf("redis down at %s, up at %s, all %d orders placed at %s, every socket complete at %s",
 		down.Round(time.Millisecond), up.Round(time.Millisecond), total*len(mids), placed.Round(time.Millisecond),
 		time.Since(t0).Round(time.Millisecond))

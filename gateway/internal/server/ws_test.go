@@ -329,3 +329,43 @@ func TestDrainAnswers503(t *testing.T) {
 	}
 	<-stopped
 }
+
+// TestHealthMetricsAndDashboard: the operator endpoints and the embedded
+// dashboard at /.
+func TestHealthMetricsAndDashboard(t *testing.T) {
+	t.Parallel()
+	url := redistest.SharedURL(t)
+	g := startGW(t, url)
+	c := dial(t, g.URL, redistest.Unique("m"), -1)
+	if _, err := c.WaitEvent(5*time.Second, "hello", 1); err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) (int, string, string) {
+		resp, err := http.Get(g.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	}
+	if code, _, body := get("/healthz"); code != 200 || !strings.Contains(body, `"ok"`) {
+		t.Fatalf("healthz %d %s", code, body)
+	}
+	if code, _, body := get("/readyz"); code != 200 || !strings.Contains(body, `"redis":"ok"`) {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	code, _, body := get("/metrics")
+	for _, name := range []string{"gateway_connections_open 1", "gateway_frames_sent_total", "gateway_delivery_lag_seconds_bucket",
+		"gateway_resyncs_total", "gateway_slow_consumer_closes_total", "gateway_redis_reconnects_total", `gateway_connects_total{result="ok"} 1`} {
+		if code != 200 || !strings.Contains(body, name) {
+			t.Fatalf("metrics lack %q", name)
+		}
+	}
+	if code, ctype, _ := get("/"); code != 200 || !strings.HasPrefix(ctype, "text/html") {
+		t.Fatalf("dashboard %d %s", code, ctype)
+	}
+	if code, _, _ := get("/ws"); code != http.StatusUnauthorized {
+		t.Fatalf("plain GET /ws without token: %d", code)
+	}
+}
