@@ -59,6 +59,14 @@ func (h *Hub) fill(t *topic) {
 }
 
 func (h *Hub) fillOnce(ctx context.Context, t *topic) {
+	// Bound concurrent fills: after a Redis reconnect every merchant of the
+	// replica asks at once.
+	select {
+	case h.fillSem <- struct{}{}:
+		defer func() { <-h.fillSem }()
+	case <-ctx.Done():
+		return
+	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -134,11 +142,24 @@ func (h *Hub) resyncTopic(ctx context.Context, t *topic, upto uint64, cause erro
 	if t.closed || t.head >= upto {
 		return
 	}
-	if serr != nil || st.Seq < upto {
-		if serr != nil {
-			st.OrderSum = t.orderSum
+	switch {
+	case serr != nil:
+		st = stream.State{Seq: upto, OrderSum: t.orderSum}
+	case st.Seq < upto:
+		// The merchant's state says these events do not exist: the publish
+		// script raises the state before it publishes, so early frames
+		// beyond it come from a publisher outside the contract. Drop them
+		// rather than jump the stream past real events.
+		for seq := range t.pending {
+			if seq > st.Seq {
+				delete(t.pending, seq)
+				h.m.BadFrames.Inc()
+			}
 		}
-		st.Seq = upto
+		if st.Seq <= t.head {
+			return
+		}
+		upto = st.Seq
 	}
 	attrs := []slog.Attr{slog.String(logging.KeyMerchant, t.merchant),
 		slog.Uint64("from", t.head+1), slog.Uint64("to", upto)}

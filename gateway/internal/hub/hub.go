@@ -74,6 +74,8 @@ const (
 	// maxPending bounds early frames held per merchant: past it the hub
 	// stops waiting and fills at once.
 	maxPending = 4096
+	// maxFills bounds fills doing I/O at the same time.
+	maxFills = 32
 	// fillAttempts is how often a fill is tried when a source fails (not
 	// when an event is simply absent) before the gap becomes resync.
 	fillAttempts = 3
@@ -98,8 +100,9 @@ type Hub struct {
 	log  *slog.Logger
 	m    *metrics.Metrics
 
-	ctx    context.Context // cancelled by Close; bounds fills
-	cancel context.CancelFunc
+	ctx     context.Context // cancelled by Close; bounds fills
+	cancel  context.CancelFunc
+	fillSem chan struct{} // one token per fill doing I/O
 	wg     sync.WaitGroup // init, fill and timer goroutines
 
 	mu     sync.RWMutex
@@ -120,7 +123,7 @@ func New(cfg Config, subs Subscriber, src Source, log *slog.Logger, m *metrics.M
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Hub{cfg: cfg, subs: subs, src: src, log: log, m: m, ctx: ctx, cancel: cancel,
-		topics: make(map[string]*topic)}
+		fillSem: make(chan struct{}, maxFills), topics: make(map[string]*topic)}
 }
 
 // Close stops fills and timers and waits for them. Sockets are closed by

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -255,4 +256,41 @@ func TestJoinWhileTopicLags(t *testing.T) {
 		t.Fatal(err)
 	}
 	replayer.waitFor(t, "hello:12/12 9 10 11 12 13")
+}
+
+// TestFrameBeyondStateIsDropped: an early frame whose seq the merchant's
+// state does not know (a publisher outside the contract) is dropped, and
+// the real stream goes on.
+func TestFrameBeyondStateIsDropped(t *testing.T) {
+	src := newSource()
+	src.state = stream.State{Seq: 1, OrderSum: 1}
+	h, _ := newTestHub(t, src)
+	a := newMember("a", 100)
+	join(t, h, a, NoSince)
+	h.Message(ch, fr(1000000, 1))
+	h.Message(ch, fr(1, 1)) // duplicate of hello's
+	src.mu.Lock()
+	src.state = stream.State{Seq: 2, OrderSum: 2}
+	src.mu.Unlock()
+	h.Message(ch, fr(2, 2))
+	a.waitFor(t, "hello:1/1 2")
+	// Let the gap timer run its course; nothing more may come.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		h.mu.RLock()
+		tp := h.topics["m1"]
+		h.mu.RUnlock()
+		tp.mu.Lock()
+		n := len(tp.pending)
+		tp.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling, bounded by the deadline
+	}
+	h.Message(ch, fr(3, 3))
+	a.waitFor(t, "hello:1/1 2 3")
+	if n := testCount(h.m.BadFrames); n != 1 {
+		t.Fatalf("bad frames %v", n)
+	}
 }
