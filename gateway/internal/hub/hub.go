@@ -102,8 +102,8 @@ type Hub struct {
 
 	ctx     context.Context // cancelled by Close; bounds fills
 	cancel  context.CancelFunc
-	fillSem chan struct{} // one token per fill doing I/O
-	wg     sync.WaitGroup // init, fill and timer goroutines
+	fillSem chan struct{}  // one token per fill doing I/O
+	wg      sync.WaitGroup // init, fill and timer goroutines
 
 	mu     sync.RWMutex
 	topics map[string]*topic // guarded by mu
