@@ -163,6 +163,9 @@ func (f *orderFlow) jobOf(m int, r Receipt) int {
 	return i
 }
 
+// timeOf is the send time of job i.
+func timeOf(f *orderFlow, i int) time.Duration { return time.Duration(f.sendAt[i].Load()) }
+
 // expected is the number of stream frames the sockets should get in all.
 func (f *orderFlow) expected(socks []*Sock) int64 {
 	var n int64
@@ -182,7 +185,7 @@ func (f *orderFlow) account(socks []*Sock) (Latencies, Delivery) {
 	for _, s := range socks {
 		for _, r := range s.Receipts {
 			if i := f.jobOf(s.Merchant, r); i >= 0 {
-				lat.Add(r.At - time.Duration(f.sendAt[i].Load()))
+				lat.Add(r.At - timeOf(f, i))
 			}
 		}
 		d.Add(s.Track, uint64(f.published[s.Merchant].Load()))
@@ -239,12 +242,17 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	if op.Opened == 0 {
 		return r, errors.New("latency: no socket opened")
 	}
-	cpu := e.startCPU()
-	pr, err := runFlow(ctx, e, fl, flow, cfg.Rate, cfg.Duration, cfg.Workers, cfg.Drain, fmt.Sprintf("latency-%s-run%d", cfg.Variant, run))
+	tap, err := startTap(ctx, e, merchants, cfg.Mode == ModeHTTP)
 	if err != nil {
 		return r, err
 	}
+	cpu := e.startCPU()
+	pr, err := runFlow(ctx, e, fl, flow, cfg.Rate, cfg.Duration, cfg.Workers, cfg.Drain, fmt.Sprintf("latency-%s-run%d", cfg.Variant, run))
 	cpu.addCPU(r, "")
+	tapLat := tap.stop(flow)
+	if err != nil {
+		return r, err
+	}
 	socks := fl.Socks()
 	fl.Close()
 	lat, d := flow.account(socks)
@@ -265,6 +273,14 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	rs := flow.reqLat.Summary()
 	r.Add("request_p50", ms(rs.P50), "ms")
 	r.Add("request_p99", ms(rs.P99), "ms")
+	if tapLat.Len() > 0 {
+		// The same frames at a plain Redis subscriber, at the same time: the
+		// latency up to Redis; the rest of p99 above is the gateway's.
+		ts := tapLat.Summary()
+		r.Add("to_redis_p50", ms(ts.P50), "ms")
+		r.Add("to_redis_p99", ms(ts.P99), "ms")
+		r.Add("to_redis_p99.9", ms(ts.P999), "ms")
+	}
 	if pr.LateJobs > 0 {
 		r.Notef("schedule slipped: %d of %d sends >1ms late, max %s", pr.LateJobs, pr.Started, pr.MaxLag.Round(time.Microsecond))
 	}
