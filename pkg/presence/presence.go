@@ -14,6 +14,7 @@ package presence
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -51,6 +52,22 @@ func (r *Registry) Beat(ctx context.Context, node string) error {
 		return fmt.Errorf("presence beat %s: %w", node, err)
 	}
 	return nil
+}
+
+// Renew is Beat that also reports whether node was still alive. When it
+// was not (a beat came too late, or Redis lost its data), readers may have
+// dropped node's entries as dead, so the caller should Add its connections
+// again. It needs Redis 6.2 (SET ... GET).
+func (r *Registry) Renew(ctx context.Context, node string) (wasAlive bool, err error) {
+	err = r.rdb.SetArgs(ctx, rediskey.NodeAlive(node), 1, redis.SetArgs{TTL: r.ttl, Get: true}).Err()
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	default:
+		return false, fmt.Errorf("presence renew %s: %w", node, err)
+	}
 }
 
 // Leave removes node's liveness key, so its connections stop counting at

@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"orderpush/pkg/presence"
+	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
 )
 
@@ -76,5 +77,33 @@ func TestOnlineAndLocate(t *testing.T) {
 	}
 	if _, ok, _ := r.Locate(ctx, cb); ok {
 		t.Fatal("conn on dead node located")
+	}
+}
+
+func TestRenewReportsLapse(t *testing.T) {
+	t.Parallel()
+	o, err := redis.ParseURL(redistest.SharedURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	r := presence.New(rdb, 0)
+	ctx := context.Background()
+	node := redistest.Unique("node")
+	if was, err := r.Renew(ctx, node); err != nil || was {
+		t.Fatalf("first renew: %v %v", was, err)
+	}
+	if was, err := r.Renew(ctx, node); err != nil || !was {
+		t.Fatalf("second renew: %v %v", was, err)
+	}
+	if ttl := rdb.PTTL(ctx, rediskey.NodeAlive(node)).Val(); ttl <= 0 || ttl > presence.DefaultTTL {
+		t.Fatalf("ttl %s", ttl)
+	}
+	if err := r.Leave(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	if was, err := r.Renew(ctx, node); err != nil || was {
+		t.Fatalf("renew after leave: %v %v", was, err)
 	}
 }
