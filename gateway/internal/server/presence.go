@@ -13,15 +13,16 @@ import (
 	"orderpush/pkg/wire"
 )
 
-// beatLoop keeps this replica's liveness key alive (presence counts only
+// beatLoop keeps this replica's liveness key alive (Serve beat once
+// already) (presence counts only
 // connections of live replicas) and retries failed presence removals.
 func (s *Server) beatLoop() {
 	t := time.NewTicker(s.cfg.beatInterval())
 	defer t.Stop()
 	for {
-		s.beat()
 		select {
 		case <-t.C:
+			s.beat()
 		case <-s.base.Done():
 			return
 		}
@@ -31,10 +32,16 @@ func (s *Server) beatLoop() {
 func (s *Server) beat() {
 	ctx, cancel := context.WithTimeout(s.base, s.cfg.beatInterval())
 	defer cancel()
-	if err := s.presence.Beat(ctx, s.cfg.NodeID); err != nil {
+	wasAlive, err := s.presence.Renew(ctx, s.cfg.NodeID)
+	if err != nil {
 		s.m.PresenceErrors.Inc()
 		s.log.LogAttrs(ctx, slog.LevelWarn, "presence beat failed", logging.Err(err))
 		return
+	}
+	if !wasAlive {
+		// The liveness key had lapsed (Redis restarted empty, or beats were
+		// late): readers may have dropped our entries as dead.
+		s.readdAll()
 	}
 	s.mu.Lock()
 	retry := make(map[string]string, len(s.removals))
@@ -74,9 +81,9 @@ func (s *Server) presenceRemove(conn, mid string) {
 	}
 }
 
-// reregister writes every open connection into presence again and beats.
-// It runs after the node channel was resubscribed, i.e. after Redis came
-// back: a Redis that restarted empty lost all of it.
+// reregister beats at once after the node channel was resubscribed, i.e.
+// after a Redis reconnect; if Redis came back empty the beat finds the
+// liveness key gone and writes every open connection again.
 func (s *Server) reregister() {
 	if !s.reregs.CompareAndSwap(false, true) {
 		return
@@ -86,15 +93,19 @@ func (s *Server) reregister() {
 		defer s.bg.Done()
 		defer s.reregs.Store(false)
 		s.beat()
-		for _, c := range s.snapshot() {
-			if s.base.Err() != nil {
-				return
-			}
-			ctx, cancel := context.WithTimeout(s.base, 2*time.Second)
-			s.presenceAdd(ctx, c.ID(), c.Merchant())
-			cancel()
-		}
 	}()
+}
+
+// readdAll writes every open connection into presence again.
+func (s *Server) readdAll() {
+	for _, c := range s.snapshot() {
+		if s.base.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.base, 2*time.Second)
+		s.presenceAdd(ctx, c.ID(), c.Merchant())
+		cancel()
+	}
 }
 
 // notice delivers a presence.Notice from this replica's channel to the one

@@ -135,6 +135,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		ConnState:         s.connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	// Alive before the first socket registers, so no reader takes its
+	// presence entry for a dead replica's.
+	s.beat()
 	s.startBackground()
 	if s.cfg.PprofAddr != "" {
 		stopPprof, err := s.servePprof()

@@ -110,7 +110,7 @@ var ErrClosed = fmt.Errorf("subscriber closed")
 // each successful Subscribe needs one Unsubscribe. On error nothing is held.
 func (s *Subscriber) Subscribe(ctx context.Context, channel string) error {
 	for {
-		g, created, err := s.group(ctx, channel)
+		g, err := s.group(channel)
 		if err != nil {
 			return err
 		}
@@ -121,14 +121,16 @@ func (s *Subscriber) Subscribe(ctx context.Context, channel string) error {
 			g.cmdMu.Unlock()
 			continue // closed by a concurrent Unsubscribe; make a new one
 		}
+		// The channel's state is registered before any command is written,
+		// so its confirmation always finds it.
 		cs := g.chans[channel]
 		if cs == nil {
 			cs = &chanState{}
 			g.chans[channel] = cs
 		}
 		cs.refs++
-		send := cs.refs == 1 && !created
-		if cs.refs == 1 {
+		send := cs.refs == 1
+		if send {
 			cs.sent++
 		}
 		w := waiter{target: cs.sent, done: make(chan struct{})}
@@ -139,7 +141,10 @@ func (s *Subscriber) Subscribe(ctx context.Context, channel string) error {
 		}
 		ps := g.ps
 		s.mu.Unlock()
-		if send {
+		switch {
+		case ps == nil:
+			s.open(ctx, g, channel)
+		case send:
 			// On error go-redis still remembers the channel and subscribes
 			// it when it reconnects; the confirmation then wakes us.
 			if err := s.subscribeCmd(ctx, ps, channel); err != nil {
@@ -157,6 +162,27 @@ func (s *Subscriber) Subscribe(ctx context.Context, channel string) error {
 			return fmt.Errorf("subscribe %s: %w", channel, ctx.Err())
 		}
 	}
+}
+
+// open creates g's PubSub subscribed to its first channel and starts
+// draining it. g.cmdMu must be held.
+func (s *Subscriber) open(ctx context.Context, g *group, channel string) {
+	var ps *redis.PubSub
+	if s.cluster != nil {
+		// Created with its first channel, so go-redis connects to the node
+		// that owns the channel's slot (and reconnects there).
+		ps = s.cluster.SSubscribe(ctx, channel)
+	} else {
+		ps = s.rdb.Subscribe(ctx, channel)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = ps.Close()
+		return
+	}
+	g.ps = ps
+	s.startLoop(g, ps)
 }
 
 // Unsubscribe stops receiving channel.
@@ -209,14 +235,17 @@ func (s *Subscriber) Unsubscribe(ctx context.Context, channel string) {
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	s.closed = true
-	groups := s.groups
-	s.groups = map[int]*group{}
-	for _, g := range groups {
+	var pss []*redis.PubSub
+	for _, g := range s.groups {
 		g.closed = true
+		if g.ps != nil {
+			pss = append(pss, g.ps)
+		}
 	}
+	s.groups = map[int]*group{}
 	s.mu.Unlock()
-	for _, g := range groups {
-		_ = g.ps.Close()
+	for _, ps := range pss {
+		_ = ps.Close()
 	}
 	s.wg.Wait()
 	return nil
@@ -229,29 +258,21 @@ func (s *Subscriber) key(channel string) int {
 	return slot(channel)
 }
 
-// group returns the group of channel, creating it (and, on a cluster, its
-// PubSub already subscribed to channel) if needed.
-func (s *Subscriber) group(ctx context.Context, channel string) (*group, bool, error) {
+// group returns the group of channel, creating it (without a PubSub yet:
+// the first Subscribe opens it) if needed.
+func (s *Subscriber) group(channel string) (*group, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, false, ErrClosed
+		return nil, ErrClosed
 	}
 	k := s.key(channel)
-	if g := s.groups[k]; g != nil {
-		return g, false, nil
+	g := s.groups[k]
+	if g == nil {
+		g = &group{key: k, chans: make(map[string]*chanState)}
+		s.groups[k] = g
 	}
-	g := &group{key: k, chans: make(map[string]*chanState)}
-	if s.cluster != nil {
-		// Created with its first channel, so go-redis connects to the node
-		// that owns the channel's slot (and reconnects there).
-		g.ps = s.cluster.SSubscribe(ctx, channel)
-	} else {
-		g.ps = s.rdb.Subscribe(ctx, channel)
-	}
-	s.groups[k] = g
-	s.startLoop(g, g.ps)
-	return g, true, nil
+	return g, nil
 }
 
 func (s *Subscriber) subscribeCmd(ctx context.Context, ps *redis.PubSub, channel string) error {

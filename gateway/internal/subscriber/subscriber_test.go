@@ -74,6 +74,14 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// tctx bounds a test's Redis calls, so a hang fails the test instead of the
+// whole run.
+func tctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func client(t *testing.T, url string) *redis.Client {
 	o, err := redis.ParseURL(url)
 	if err != nil {
@@ -90,7 +98,7 @@ func TestConfirmedSubscribe(t *testing.T) {
 	url := redistest.SharedURL(t)
 	rdb := client(t, url)
 	s, rec, _ := newSub(t, rdb)
-	ctx := context.Background()
+	ctx := tctx(t)
 	ch := "merchant:" + redistest.Unique("m")
 	for i := range 2 {
 		if err := s.Subscribe(ctx, ch); err != nil {
@@ -123,7 +131,7 @@ func TestReconnectReportsResubscribed(t *testing.T) {
 	r := redistest.Start(t)
 	rdb := r.Client()
 	s, rec, m := newSub(t, rdb)
-	ctx := context.Background()
+	ctx := tctx(t)
 	chans := []string{"merchant:a", "merchant:b", "node:x"}
 	for _, ch := range chans {
 		if err := s.Subscribe(ctx, ch); err != nil {
@@ -159,7 +167,7 @@ func TestSubscribeWaitsForRedis(t *testing.T) {
 	r := redistest.Start(t)
 	rdb := r.Client()
 	s, _, _ := newSub(t, rdb)
-	if err := s.Subscribe(context.Background(), "node:keep"); err != nil {
+	if err := s.Subscribe(tctx(t), "node:keep"); err != nil {
 		t.Fatal(err)
 	}
 	r.Stop()
@@ -190,7 +198,7 @@ func TestClusterPerSlot(t *testing.T) {
 	c := redistest.StartCluster(t)
 	cc := c.Client(t)
 	s, rec, _ := newSub(t, cc)
-	ctx := context.Background()
+	ctx := tctx(t)
 	// Our slot function agrees with CLUSTER KEYSLOT.
 	for _, k := range []string{"merchant:m1", "{merchant:m1}:history", "node:gw-1", "a{}b", "{}{x}", "x{y}z{w}", "", "{"} {
 		want, err := cc.ClusterKeySlot(ctx, k).Result()
