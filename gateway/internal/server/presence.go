@@ -13,30 +13,38 @@ import (
 	"orderpush/pkg/wire"
 )
 
-// beatLoop keeps this replica's liveness key alive (Serve beat once
-// already) (presence counts only
-// connections of live replicas) and retries failed presence removals.
-func (s *Server) beatLoop() {
-	t := time.NewTicker(s.cfg.beatInterval())
+// beatLoop keeps this replica's liveness key alive (presence counts only
+// connections of live replicas) and retries failed presence removals. A
+// failed beat is retried after half a second rather than a full interval.
+func (s *Server) beatLoop(ok bool) {
+	t := time.NewTimer(s.nextBeat(ok))
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			s.beat()
+			t.Reset(s.nextBeat(s.beat()))
 		case <-s.base.Done():
 			return
 		}
 	}
 }
 
-func (s *Server) beat() {
+func (s *Server) nextBeat(ok bool) time.Duration {
+	if ok {
+		return s.cfg.beatInterval()
+	}
+	return min(s.cfg.beatInterval(), 500*time.Millisecond)
+}
+
+// beat renews the liveness key; it reports success.
+func (s *Server) beat() bool {
 	ctx, cancel := context.WithTimeout(s.base, s.cfg.beatInterval())
 	defer cancel()
 	wasAlive, err := s.presence.Renew(ctx, s.cfg.NodeID)
 	if err != nil {
 		s.m.PresenceErrors.Inc()
 		s.log.LogAttrs(ctx, slog.LevelWarn, "presence beat failed", logging.Err(err))
-		return
+		return false
 	}
 	if !wasAlive {
 		// The liveness key had lapsed (Redis restarted empty, or beats were
@@ -51,12 +59,13 @@ func (s *Server) beat() {
 	s.mu.Unlock()
 	for conn, mid := range retry {
 		if err := s.presence.Remove(ctx, conn, mid); err != nil {
-			return
+			break
 		}
 		s.mu.Lock()
 		delete(s.removals, conn)
 		s.mu.Unlock()
 	}
+	return true
 }
 
 // presenceAdd registers a connection. A failure (Redis down) is counted and

@@ -137,8 +137,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	// Alive before the first socket registers, so no reader takes its
 	// presence entry for a dead replica's.
-	s.beat()
-	s.startBackground()
+	s.startBackground(s.beat())
 	if s.cfg.PprofAddr != "" {
 		stopPprof, err := s.servePprof()
 		if err != nil {
@@ -165,8 +164,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-// startBackground subscribes the node channel and starts the heartbeat.
-func (s *Server) startBackground() {
+// startBackground subscribes the node channel and starts the heartbeat
+// (beaten tells whether the first beat succeeded).
+func (s *Server) startBackground(beaten bool) {
 	s.bg.Add(2)
 	go func() {
 		defer s.bg.Done()
@@ -174,7 +174,7 @@ func (s *Server) startBackground() {
 	}()
 	go func() {
 		defer s.bg.Done()
-		s.beatLoop()
+		s.beatLoop(beaten)
 	}()
 }
 
