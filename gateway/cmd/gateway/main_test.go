@@ -19,6 +19,7 @@ import (
 
 	"orderpush/gateway/internal/wstest"
 	"orderpush/pkg/presence"
+	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/token"
 )
@@ -232,8 +233,15 @@ func TestSIGKILLLeavesPresence(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-b.exited
+	// Nothing renews its liveness key any more: it expires within 10 s.
+	o, _ := redis.ParseURL(url)
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	if ttl := rdb.PTTL(context.Background(), rediskey.NodeAlive(b.node)).Val(); ttl <= 0 || ttl > 10*time.Second {
+		t.Fatalf("liveness key of the killed replica expires in %s", ttl)
+	}
 	for online(t, url, mid) != 2 {
-		if time.Since(killed) > 10*time.Second+500*time.Millisecond {
+		if time.Since(killed) > 15*time.Second {
 			t.Fatalf("killed replica still counted after %s", time.Since(killed))
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval, bounded above

@@ -209,7 +209,7 @@ func render(frames [][]byte) string {
 // waitFor waits until the member's summary equals want.
 func (m *member) waitFor(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.NewTimer(3 * time.Second)
+	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	for {
 		if got := m.summary(); got == want {

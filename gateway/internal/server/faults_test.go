@@ -21,6 +21,7 @@ import (
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
+	"orderpush/pkg/stream"
 	"orderpush/pkg/wire"
 )
 
@@ -120,15 +121,17 @@ func redisRestart(t *testing.T, lag int) {
 		a.metric(a.srv.m.GapsFilled.WithLabelValues(metrics.SourceHistory))+b.metric(b.srv.m.GapsFilled.WithLabelValues(metrics.SourceHistory)))
 }
 
-// TestReorderedPublishers (issue 4): two publishers race, so events reach
-// Redis out of seq order; sockets still get them strictly in order.
+// TestReorderedPublishers (issue 4): two publishers race, as two order API
+// replicas do (each commits, then publishes), so events reach Redis out of
+// seq order; sockets still get them strictly in order, without resync.
 func TestReorderedPublishers(t *testing.T) {
 	t.Parallel()
 	url := redistest.SharedURL(t)
-	opt := func(c *Config) { c.GapWait = 500 * time.Millisecond }
+	rdb := newRedis(t, url)
+	api := newFakeAPI(t, rdb)
+	opt := func(c *Config) { c.OrderAPIURL = api.URL() }
 	a, b := startGW(t, url, opt), startGW(t, url, opt)
 	mid := redistest.Unique("m")
-	p := newPublisher(t, newRedis(t, url), mid)
 	socks := []*wstest.Conn{dial(t, a.URL, mid, -1), dial(t, b.URL, mid, -1), dial(t, a.URL, mid, -1)}
 	for _, c := range socks {
 		if _, err := c.WaitEvent(5*time.Second, "hello", 1); err != nil {
@@ -138,8 +141,9 @@ func TestReorderedPublishers(t *testing.T) {
 	const total = 300
 	frames := make([][]byte, total+1)
 	for seq := 1; seq <= total; seq++ {
-		frames[seq] = orderFrame(mid, uint64(seq), int64(seq))
+		_, _, frames[seq] = api.commit(mid)
 	}
+	store := stream.New(rdb, stream.Options{})
 	var wg sync.WaitGroup
 	for w := range 2 {
 		wg.Go(func() {
@@ -148,7 +152,7 @@ func TestReorderedPublishers(t *testing.T) {
 				if rng.IntN(3) == 0 {
 					time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
 				}
-				if _, err := p.store.Publish(context.Background(), mid, uint64(seq), int64(seq), frames[seq]); err != nil {
+				if _, err := store.Publish(context.Background(), mid, uint64(seq), int64(seq), frames[seq]); err != nil {
 					t.Error(err)
 					return
 				}
@@ -439,7 +443,9 @@ func TestSlowConsumer(t *testing.T) {
 	if grown > 16<<20 {
 		t.Fatalf("heap grew by %d MiB", grown>>20)
 	}
-	if maxLag > 3*time.Second {
+	// Had the slow socket held up the fan-out, the others would have waited
+	// for its writes to time out (10 s); a loaded CI machine stays well below.
+	if maxLag > 5*time.Second {
 		t.Fatalf("other sockets lagged %s", maxLag)
 	}
 }

@@ -244,14 +244,14 @@ func TestTokenExpiryCloses1008(t *testing.T) {
 	url := redistest.SharedURL(t)
 	g := startGW(t, url)
 	mid := redistest.Unique("m")
-	tok := mint(t, token.RoleMerchant, mid, 1500*time.Millisecond)
+	tok := mint(t, token.RoleMerchant, mid, 3*time.Second)
 	c, err := wstest.Dial(context.Background(), wstest.URL(g.URL, tok, -1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	start := time.Now()
-	if err := c.WaitClosed(6 * time.Second); err != nil {
+	if err := c.WaitClosed(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.CloseStatus(); got != websocket.StatusPolicyViolation {

@@ -86,9 +86,18 @@ func TestBatchJoinsWhatIsQueued(t *testing.T) {
 		if strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Fatalf("batch=%v: got %v", batch, got)
 		}
-		msgs := testutil.ToFloat64(m.WebSocketMessages)
-		if (batch && msgs != 1) || (!batch && msgs != 10) || testutil.ToFloat64(m.FramesSent) != 10 {
-			t.Fatalf("batch=%v: %v messages", batch, msgs)
+		// The writer counts after each write returns, which may be after
+		// the peer read it.
+		wantMsgs := 10.0
+		if batch {
+			wantMsgs = 1
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for testutil.ToFloat64(m.FramesSent) != 10 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond) // polling a counter, bounded by the deadline
+		}
+		if msgs := testutil.ToFloat64(m.WebSocketMessages); msgs != wantMsgs || testutil.ToFloat64(m.FramesSent) != 10 {
+			t.Fatalf("batch=%v: %v messages, %v frames", batch, msgs, testutil.ToFloat64(m.FramesSent))
 		}
 	}
 }
