@@ -56,19 +56,22 @@ func cmp0(v, def int) int {
 type gatewayStat struct {
 	RSS        int64   // bytes, -1 when unknown
 	Goroutines float64 // -1 when unknown
+	// From the Go collector on /metrics, -1 when unknown: where the RSS goes.
+	HeapInuse, StackInuse float64
 }
 
 func (e *Env) gatewayStats(ctx context.Context) []gatewayStat {
 	out := make([]gatewayStat, len(e.Gateways))
 	for i := range e.Gateways {
-		out[i] = gatewayStat{RSS: -1, Goroutines: -1}
+		out[i] = gatewayStat{RSS: -1, Goroutines: -1, HeapInuse: -1, StackInuse: -1}
 		if i < len(e.GatewayPIDs) && e.GatewayPIDs[i] > 0 {
 			if r, err := RSS(e.GatewayPIDs[i]); err == nil {
 				out[i].RSS = r
 			}
 		}
-		if g, err := MetricValue(ctx, e.HTTP, e.MetricsURL(i), "go_goroutines"); err == nil {
-			out[i].Goroutines = g
+		vals, err := MetricValues(ctx, e.HTTP, e.MetricsURL(i), "go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes")
+		if err == nil {
+			out[i].Goroutines, out[i].HeapInuse, out[i].StackInuse = vals[0], vals[1], vals[2]
 		}
 	}
 	return out
@@ -173,8 +176,8 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 func addMemory(r *Report, e *Env, before, after []gatewayStat, perGW []int) {
 	var rssSum int64
 	var rssSocks int
-	var gorSum float64
-	var gorSocks int
+	var gorSum, heapSum, stackSum float64
+	var gorSocks, memSocks int
 	for i := range e.Gateways {
 		if i >= len(perGW) || perGW[i] == 0 {
 			continue
@@ -191,6 +194,11 @@ func addMemory(r *Report, e *Env, before, after []gatewayStat, perGW []int) {
 			gorSum += after[i].Goroutines - before[i].Goroutines
 			gorSocks += perGW[i]
 		}
+		if before[i].HeapInuse >= 0 && after[i].HeapInuse >= 0 && before[i].StackInuse >= 0 && after[i].StackInuse >= 0 {
+			heapSum += after[i].HeapInuse - before[i].HeapInuse
+			stackSum += after[i].StackInuse - before[i].StackInuse
+			memSocks += perGW[i]
+		}
 	}
 	if rssSocks > 0 {
 		r.Add("rss_per_socket", float64(rssSum)/float64(rssSocks)/1024, "KiB").Target = &Target{Op: "<=", Value: 24}
@@ -204,6 +212,10 @@ func addMemory(r *Report, e *Env, before, after []gatewayStat, perGW []int) {
 	}
 	if gorSocks > 0 {
 		r.Add("goroutines_per_socket", gorSum/float64(gorSocks), "")
+	}
+	if memSocks > 0 {
+		r.Add("heap_inuse_per_socket", heapSum/float64(memSocks)/1024, "KiB")
+		r.Add("stack_inuse_per_socket", stackSum/float64(memSocks)/1024, "KiB")
 	}
 }
 

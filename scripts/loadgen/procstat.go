@@ -45,8 +45,36 @@ func parseVmRSS(status []byte) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS line")
 }
 
+// MetricValues scrapes a Prometheus text endpoint once and returns the value
+// of the first sample of each metric named.
+func MetricValues(ctx context.Context, hc *http.Client, url string, names ...string) ([]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: status %d", url, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	out := make([]float64, len(names))
+	for i, n := range names {
+		if out[i], err = parseMetric(bytes.NewReader(body), n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // MetricValue scrapes a Prometheus text endpoint and returns the value of the
-// first sample of an unlabelled metric (e.g. go_goroutines).
+// first sample of a metric (e.g. go_goroutines).
 func MetricValue(ctx context.Context, hc *http.Client, url, name string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

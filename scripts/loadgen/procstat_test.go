@@ -1,6 +1,8 @@
 package loadgen
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -50,5 +52,20 @@ func TestParseStatCPU(t *testing.T) {
 	}
 	if _, err := ProcCPU(os.Getpid()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestMetricValuesOneScrape(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("go_goroutines 12\ngo_memstats_heap_inuse_bytes 4096\n"))
+	}))
+	defer srv.Close()
+	v, err := MetricValues(t.Context(), srv.Client(), srv.URL, "go_memstats_heap_inuse_bytes", "go_goroutines")
+	if err != nil || v[0] != 4096 || v[1] != 12 {
+		t.Fatalf("MetricValues = %v, %v", v, err)
+	}
+	if _, err := MetricValues(t.Context(), srv.Client(), srv.URL, "absent"); err == nil {
+		t.Fatal("absent metric: want an error")
 	}
 }
