@@ -33,9 +33,12 @@ type BenchConfig struct {
 	Databases []string // order API databases for latency/http and orders
 	Idle      IdleConfig
 	Latency   LatencyConfig // Mode and Variant are set per phase
-	Fanout    FanoutConfig
-	Orders    OrdersConfig
-	Churn     ChurnConfig
+	// RefRates are further rates of frames straight to Redis, for reference
+	// (issue 6 quotes other servers at 500/s too); no target applies.
+	RefRates []float64
+	Fanout   FanoutConfig
+	Orders   OrdersConfig
+	Churn    ChurnConfig
 	// Big is the socket count of the one-off large idle run (100k); 0 skips.
 	// One process may not hold more than its open-file limit, so the run
 	// uses enough gateway replicas and load generator processes (WorkerCmd)
@@ -136,6 +139,10 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 			c := cfg.Latency
 			c.Mode, c.Variant, c.Floor = ModeRedis, ModeRedis, true
 			record(Latency(ctx, e, c, run))
+			for _, rate := range cfg.RefRates {
+				c.Rate, c.Variant, c.Reference = rate, fmt.Sprintf("redis@%g", rate), true
+				record(Latency(ctx, e, c, run))
+			}
 		}
 		if cfg.want(ScenarioFanout) {
 			c := cfg.Fanout

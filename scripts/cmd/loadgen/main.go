@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,14 +45,14 @@ type flags struct {
 	srcIPs, runs, parallel, big, bigSrcIPs                                                             int
 	stack, quiet, quick                                                                                bool
 
-	idle    loadgen.IdleConfig
-	latency loadgen.LatencyConfig
-	fanout  loadgen.FanoutConfig
-	orders  loadgen.OrdersConfig
-	churn   loadgen.ChurnConfig
-	db      string
-	worker  loadgen.WorkerSpec
-	procs   int
+	idle     loadgen.IdleConfig
+	latency  loadgen.LatencyConfig
+	fanout   loadgen.FanoutConfig
+	orders   loadgen.OrdersConfig
+	churn    loadgen.ChurnConfig
+	db       string
+	worker   loadgen.WorkerSpec
+	refRates []float64
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -185,6 +186,18 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 		fs.StringVar(&f.dbs, "dbs", "sqlite,postgres", "order API databases to measure")
 		fs.IntVar(&f.big, "big", 0, "also open this many idle sockets once (e.g. 100000) and check each still gets its orders")
 		fs.IntVar(&f.bigSrcIPs, "big-srcips", 0, "source addresses per load generator process in the -big run (each process gets its own)")
+		fs.Func("ref-rates", "further frame rates straight to Redis to measure for reference, comma-separated (default 500)", func(v string) error {
+			f.refRates = nil
+			for _, p := range splitList(v) {
+				x, err := strconv.ParseFloat(p, 64)
+				if err != nil || x <= 0 {
+					return fmt.Errorf("bad rate %q", p)
+				}
+				f.refRates = append(f.refRates, x)
+			}
+			return nil
+		})
+		f.refRates = []float64{500}
 		fs.BoolVar(&f.quick, "quick", false, "tiny sizes: a smoke run of every scenario in about a minute")
 	}
 }
