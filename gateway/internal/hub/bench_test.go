@@ -30,7 +30,7 @@ func BenchmarkFanout(b *testing.B) {
 			h, _ := newTestHub(b, newSource())
 			members := make([]*queueMember, k)
 			for i := range members {
-				members[i] = &queueMember{id: fmt.Sprint(i), q: sendq.New(256)}
+				members[i] = &queueMember{id: fmt.Sprint(i), q: sendq.New(256, nil)}
 				s, err := h.Join(context.Background(), "m1", members[i], NoSince)
 				if err != nil {
 					b.Fatal(err)
@@ -51,7 +51,7 @@ func BenchmarkFanout(b *testing.B) {
 				t.mu.Unlock()
 				if seq%128 == 0 {
 					for _, m := range members {
-						batch = m.q.Take(batch)
+						batch, _ = m.q.Take(batch)
 					}
 				}
 			}

@@ -1,10 +1,17 @@
 // Package sendq is the bounded send queue of one socket: the fan-out side
-// pushes frames without ever blocking, one writer takes them in batches.
+// pushes frames without ever blocking; at most one drainer at a time takes
+// them in batches and writes them.
 //
-// It is a small type of its own so the socket's writer can be replaced (for
-// example by a shared pool of writers for idle sockets) without touching the
-// fan-out. A Queue is safe for concurrent use by any number of pushers and one
-// taker.
+// There is no writer goroutine per socket. The queue knows whether a
+// drainer is running: the push that makes an idle queue non-empty calls the
+// wake function (which starts one), and the drainer's Take that finds the
+// queue empty marks it idle again, atomically with the check, so a frame
+// pushed at that moment starts a new drainer instead of being stranded.
+// A new queue counts as drained-for: its owner starts the first drainer
+// itself once it has somewhere to write (the socket, after the upgrade).
+//
+// A Queue is safe for concurrent use by any number of pushers and one
+// drainer at a time.
 package sendq
 
 import (
@@ -27,29 +34,22 @@ var ErrClosed = errors.New("send queue closed")
 // Queue is a bounded FIFO of entries.
 type Queue struct {
 	limit int
-	// ready has room for one signal: "there is something to take, or the
-	// queue closed". Never closed, so a send on it cannot panic.
-	ready chan struct{}
-	// space is signalled after Take, for a blocked Push.
-	space chan struct{}
+	wake  func() // starts a drainer; nil: the owner takes on its own schedule
 
 	mu     sync.Mutex
-	buf    []Entry // guarded by mu
-	closed bool    // guarded by mu
-	done   chan struct{}
+	buf    []Entry       // guarded by mu; nil while idle, so an idle socket holds no buffer
+	closed bool          // guarded by mu
+	active bool          // guarded by mu: a drainer runs or is about to
+	kicked bool          // guarded by mu: Wake while active; the next empty Take reports more once
+	space  chan struct{} // guarded by mu: made by the first Push that waits; signalled by Take and Close
 }
 
-// New returns a queue that holds at most limit entries (limit >= 1).
-func New(limit int) *Queue {
-	if limit < 1 {
-		limit = 1
-	}
-	return &Queue{
-		limit: limit,
-		ready: make(chan struct{}, 1),
-		space: make(chan struct{}, 1),
-		done:  make(chan struct{}),
-	}
+// New returns a queue that holds at most limit entries (limit >= 1). wake,
+// when not nil, is called (outside the queue's lock) whenever a drainer must
+// be started; the queue starts out active, so the first drainer is the
+// owner's to start.
+func New(limit int, wake func()) *Queue {
+	return &Queue{limit: max(limit, 1), wake: wake, active: wake != nil}
 }
 
 // Limit is the capacity.
@@ -63,8 +63,11 @@ func (q *Queue) TryPush(e Entry) bool {
 		return false
 	}
 	q.buf = append(q.buf, e)
+	start := q.startLocked()
 	q.mu.Unlock()
-	signal(q.ready)
+	if start {
+		q.wake()
+	}
 	return true
 }
 
@@ -79,38 +82,85 @@ func (q *Queue) Push(ctx context.Context, e Entry) error {
 			return ErrClosed
 		case len(q.buf) < q.limit:
 			q.buf = append(q.buf, e)
+			start := q.startLocked()
 			q.mu.Unlock()
-			signal(q.ready)
+			if start {
+				q.wake()
+			}
 			return nil
 		}
+		if q.space == nil {
+			q.space = make(chan struct{}, 1)
+		}
+		space := q.space
 		q.mu.Unlock()
 		select {
-		case <-q.space:
-		case <-q.done:
+		case <-space:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
-// Ready is signalled when entries may be waiting or the queue closed.
-func (q *Queue) Ready() <-chan struct{} { return q.ready }
+// startLocked marks the queue active and reports whether the caller must
+// call wake.
+func (q *Queue) startLocked() bool {
+	if q.wake == nil || q.active {
+		return false
+	}
+	q.active = true
+	return true
+}
+
+// Wake makes the drainer look again even if nothing is queued (the socket
+// uses it to get its close frame written): it starts one when none runs,
+// else the running one's next empty Take reports more. False after Close.
+func (q *Queue) Wake() {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	if q.active {
+		q.kicked = true
+		q.mu.Unlock()
+		return
+	}
+	start := q.startLocked()
+	q.mu.Unlock()
+	if start {
+		q.wake()
+	}
+}
 
 // Take returns every queued entry and empties the queue. spare, the
 // previous batch, becomes the queue's buffer (so the two slices swap and a
 // steady stream allocates nothing); Take clears it first so written frames
-// can be collected.
-func (q *Queue) Take(spare []Entry) []Entry {
+// can be collected. more is false when the drainer must stop: the queue was
+// empty (it is now idle, and the next push wakes a new drainer) or closed.
+func (q *Queue) Take(spare []Entry) (batch []Entry, more bool) {
 	clear(spare)
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, false
+	}
+	if len(q.buf) == 0 {
+		if q.kicked {
+			q.kicked = false
+			return spare[:0], true
+		}
+		// Idle: hold no buffer. The caller drops spare too.
+		q.buf = nil
+		q.active = q.wake == nil
+		return nil, false
+	}
 	out := q.buf
 	q.buf = spare[:0]
-	if q.closed {
-		q.buf = nil
+	if q.space != nil {
+		signal(q.space)
 	}
-	q.mu.Unlock()
-	signal(q.space)
-	return out
+	return out, true
 }
 
 // Len is the number of queued entries.
@@ -120,8 +170,8 @@ func (q *Queue) Len() int {
 	return len(q.buf)
 }
 
-// Close rejects further pushes, wakes blocked ones and drops what is queued.
-// It is idempotent.
+// Close rejects further pushes, wakes a blocked one and drops what is
+// queued. It is idempotent. No drainer is started after Close.
 func (q *Queue) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -131,12 +181,10 @@ func (q *Queue) Close() {
 	q.closed = true
 	clear(q.buf)
 	q.buf = nil
-	close(q.done)
-	signal(q.ready)
+	if q.space != nil {
+		signal(q.space)
+	}
 }
-
-// Done is closed by Close.
-func (q *Queue) Done() <-chan struct{} { return q.done }
 
 func signal(c chan struct{}) {
 	select {

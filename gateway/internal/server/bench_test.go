@@ -1,8 +1,14 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,4 +111,119 @@ func BenchmarkSocketFanout(b *testing.B) {
 			b.ReportMetric(float64(want)/el.Seconds(), "deliveries/s")
 		})
 	}
+}
+
+// BenchmarkIdleSockets opens K sockets on one in-process replica and
+// measures what an idle socket costs the process: heap and stacks in use
+// (after a GC) and goroutines, per socket. The clients are bare TCP
+// connections that read the handshake and the hello and then sit idle, so
+// their own cost (a net.Conn each, ~0.3 KiB) is nearly all gateway.
+// ns/op is the time to open the K sockets (parallel 64).
+func BenchmarkIdleSockets(b *testing.B) {
+	const k = 2000
+	url := redistest.SharedURL(b)
+	g := startGW(b, url)
+	host := strings.TrimPrefix(g.URL, "http://")
+	mids := make([]string, 200)
+	toks := make([]string, len(mids))
+	for i := range mids {
+		mids[i] = redistest.Unique("m")
+		toks[i] = merchantToken(b, mids[i])
+	}
+	for b.Loop() {
+		b.StopTimer()
+		before := memInUse()
+		gr := runtime.NumGoroutine()
+		b.StartTimer()
+		conns := make([]net.Conn, k)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for range 64 {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= k {
+						return
+					}
+					c, err := rawDial(host, toks[i%len(toks)])
+					if err != nil {
+						errs <- err
+						return
+					}
+					conns[i] = c
+				}
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		select {
+		case err := <-errs:
+			b.Fatal(err)
+		default:
+		}
+		after := memInUse()
+		b.ReportMetric(float64(after-before)/k, "bytes/socket")
+		b.ReportMetric(float64(runtime.NumGoroutine()-gr)/k, "goroutines/socket")
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		eventually(b, 30*time.Second, func() error {
+			if n := g.metric(g.srv.m.ConnectionsOpen); n != 0 {
+				return fmt.Errorf("%v sockets still open", n)
+			}
+			return nil
+		})
+		b.StartTimer()
+	}
+}
+
+// memInUse is heap and stack memory in use after a collection.
+func memInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse + ms.StackInuse
+}
+
+// rawDial opens a socket by hand and reads the 101 response and the hello
+// frame, leaving the connection idle with nothing else held.
+func rawDial(host, tok string) (net.Conn, error) {
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	req := "GET /ws?token=" + tok + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte(req)); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	br := bufio.NewReaderSize(c, 1024)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		_ = c.Close()
+		return nil, fmt.Errorf("upgrade: %v %v", resp, err)
+	}
+	var hdr [4]byte
+	if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	n := int(hdr[1] & 0x7f)
+	if n == 126 {
+		if _, err := io.ReadFull(br, hdr[2:4]); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		n = int(hdr[2])<<8 | int(hdr[3])
+	}
+	if _, err := io.CopyN(io.Discard, br, int64(n)); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
 }

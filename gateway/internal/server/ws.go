@@ -72,30 +72,45 @@ func (s *Server) handleWS(c echo.Context) error {
 		return apiError(c, http.StatusServiceUnavailable, "unavailable", "cannot reach the event stream; retry shortly")
 	}
 	s.track(sock)
-	defer func() {
-		sub.Leave()
-		s.untrack(sock)
-		s.presenceRemove(sock.ID(), mid)
-	}()
 	// Origins were checked above against ALLOWED_ORIGINS; the library's own
 	// same-host check would refuse every cross-origin dashboard.
-	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
+	conn, err := sock.Accept(c.Response(), r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionDisabled,
 	})
 	if err != nil {
 		s.m.Connects.WithLabelValues("upgrade_failed").Inc()
+		s.leave(sock, sub)
 		return nil // Accept wrote the response
 	}
 	s.m.Connects.WithLabelValues("ok").Inc()
 	s.m.ConnectionsOpen.Inc()
-	defer s.m.ConnectionsOpen.Dec()
 	s.log.LogAttrs(s.base, slog.LevelDebug, "socket open", slog.String(logging.KeyConn, sock.ID()),
 		slog.String(logging.KeyMerchant, mid), slog.Uint64(logging.KeySeq, sub.Hello().Seq))
+	// The socket lives on a goroutine of its own: this one's stack grew
+	// deep in the connect sequence (Echo, Redis) and would be kept at that
+	// size for the socket's life, and returning lets net/http and Echo
+	// release the request. The handler count passes to the new goroutine.
+	s.handlers.Add(1)
+	go s.serveSocket(sock, sub, conn)
+	return nil
+}
+
+// serveSocket runs an upgraded socket until it ends, then forgets it.
+func (s *Server) serveSocket(sock *socket.Socket, sub *hub.Subscription, conn *websocket.Conn) {
+	defer s.handlers.Done()
+	defer s.m.ConnectionsOpen.Dec()
+	defer s.leave(sock, sub)
 	sock.Run(s.base, conn, sub.Replay)
 	s.log.LogAttrs(s.base, slog.LevelDebug, "socket closed", slog.String(logging.KeyConn, sock.ID()),
 		slog.Int("code", int(sock.CloseCode())))
-	return nil
+}
+
+// leave undoes the connect sequence's registrations.
+func (s *Server) leave(sock *socket.Socket, sub *hub.Subscription) {
+	sub.Leave()
+	s.untrack(sock)
+	s.presenceRemove(sock.ID(), sock.Merchant())
 }
 
 // enter admits a socket handler unless the server drains.

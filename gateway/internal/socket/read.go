@@ -23,13 +23,16 @@ const processTimeout = 10 * time.Second
 var pongFrame = []byte(`{"event":"pong"}`)
 
 // readLoop reads client frames until the connection ends. It keeps reading
-// so control frames (pings, pongs, close) are handled.
+// so control frames (pings, pongs, close) are handled. ctx is for the
+// calls a frame makes; reads get none: a cancelled read kills the
+// connection without a close frame, and a read with a cancellable context
+// registers a callback on it for as long as it waits.
 func (s *Socket) readLoop(ctx context.Context, conn *websocket.Conn) {
 	for {
-		_, data, err := conn.Read(ctx)
+		_, data, err := conn.Read(context.Background())
 		if err != nil {
 			if code := websocket.CloseStatus(err); code == -1 && !s.closing() {
-				s.log.LogAttrs(ctx, slog.LevelDebug, "read ended", logging.Err(err))
+				s.logf(slog.LevelDebug, "read ended", logging.Err(err))
 			}
 			return
 		}
@@ -73,7 +76,7 @@ func (s *Socket) process(ctx context.Context, orderNo string) {
 		s.reply(wire.ErrorFrame(apiErr.Code, apiErr.Message))
 	default:
 		s.m.ProcessForwards.WithLabelValues("error").Inc()
-		s.log.LogAttrs(ctx, slog.LevelWarn, "process forward failed", slog.String(logging.KeyOrderNo, orderNo), logging.Err(err))
+		s.logf(slog.LevelWarn, "process forward failed", slog.String(logging.KeyOrderNo, orderNo), logging.Err(err))
 		s.reply(wire.ErrorFrame("unavailable", "the order api did not answer; try again"))
 	}
 }

@@ -1,12 +1,22 @@
 // Package socket is one merchant WebSocket on the gateway: its bounded send
-// queue and the one writer goroutine that owns the write side, the read
-// loop for client frames, keepalive pings, token expiry and the close codes
-// of PROTOCOL.md ("Merchant socket").
+// queue and the write side, the read loop for client frames, keepalive
+// pings, token expiry and the close codes of PROTOCOL.md ("Merchant
+// socket").
 //
-// Goroutines per socket: the caller's (reading), the writer, and short-lived
-// ones for a keepalive ping in flight and the replay. The fan-out only ever
-// touches the queue (TrySend), so the writer could later be replaced by a
-// shared pool without changing the hub.
+// Goroutines per socket: one, reading (Run's caller). An idle socket has no
+// writer goroutine and no write buffer. The push that makes the queue
+// non-empty starts a drainer goroutine (sendq's wake); it writes what is
+// queued and exits when the queue is empty.
+//
+// Who owns the write side: the drainer, and only one exists at any moment
+// (sendq.Queue guarantees it). It writes every data frame and the close
+// frame, in queue order, and is the one that ends the connection. The
+// library writes control frames itself (our keepalive ping, its pong and
+// its close reply); with a socket accepted through Accept those go through
+// the same serialised path (see out.go), never between a frame's bytes.
+//
+// Timers: keepalive pings and token expiry are time.AfterFunc timers, which
+// cost no goroutine until they fire.
 //
 // A Socket is safe for concurrent use; Run is called once.
 package socket
@@ -32,8 +42,6 @@ const (
 	DefaultPingInterval = 25 * time.Second
 	DefaultPingTimeout  = 15 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
-	// maxScratch bounds the batch buffer a socket keeps between writes.
-	maxScratch = 64 << 10
 )
 
 // Config tunes one socket. Zero values mean the defaults.
@@ -61,16 +69,24 @@ type Socket struct {
 	cfg      Config
 	q        *sendq.Queue
 	proc     Processor // nil: process frames get an error
-	log      *slog.Logger
-	m        *metrics.Metrics
+	// log is shared by every socket: the conn and merchant attributes are
+	// added per record (a With per socket would keep ~300 B per socket).
+	log *slog.Logger
+	m   *metrics.Metrics
 
 	conn atomic.Pointer[websocket.Conn] // set by Run
+	out  *output                        // set by Accept; nil: the library writes to the network itself
 
 	closeOnce sync.Once
-	closeReq  chan struct{} // closed by Close; never sent on
-	// Written once, before closeReq is closed.
-	code   websocket.StatusCode
-	reason string
+	closed    atomic.Bool // set by Close after code and reason
+	code      websocket.StatusCode
+	reason    string
+	done      chan struct{} // closed by the drainer that ended the connection
+
+	timerMu sync.Mutex
+	ping    *time.Timer // guarded by timerMu
+	expiry  *time.Timer // guarded by timerMu
+	stopped bool        // guarded by timerMu: Run ended; timers stay stopped
 }
 
 // New returns a socket that is not running yet; frames may be queued.
@@ -87,13 +103,13 @@ func New(id, merchant, bearer string, cfg Config, proc Processor, log *slog.Logg
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
-	return &Socket{
+	s := &Socket{
 		id: id, merchant: merchant, bearer: bearer, cfg: cfg, proc: proc,
-		q:        sendq.New(cfg.QueueSize),
-		log:      log.With(slog.String(logging.KeyConn, id), slog.String(logging.KeyMerchant, merchant)),
-		m:        m,
-		closeReq: make(chan struct{}),
+		log: log, m: m,
+		done: make(chan struct{}),
 	}
+	s.q = sendq.New(cfg.QueueSize, s.startDrain)
+	return s
 }
 
 // ID is the connection id (hello.connId).
@@ -112,73 +128,75 @@ func (s *Socket) Send(ctx context.Context, e sendq.Entry) error { return s.q.Pus
 func (s *Socket) Overflow() {
 	if s.Close(websocket.StatusTryAgainLater, "slow consumer") {
 		s.m.SlowConsumerCloses.Inc()
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, "closing slow consumer", slog.Int("queue", s.q.Limit()))
+		s.logf(slog.LevelInfo, "closing slow consumer", slog.Int("queue", s.q.Limit()))
 	}
 }
 
-// Close asks the writer to close the connection with code after the frame
+// Close asks the drainer to close the connection with code after the frame
 // it is writing; only the first call counts, and it reports whether it was
 // the first. It never blocks.
 func (s *Socket) Close(code websocket.StatusCode, reason string) bool {
 	first := false
 	s.closeOnce.Do(func() {
 		s.code, s.reason = code, reason
-		close(s.closeReq)
+		s.closed.Store(true)
 		first = true
 	})
+	if first {
+		s.q.Wake()
+	}
 	return first
 }
 
 // CloseCode is the code Close was called with, or 0.
 func (s *Socket) CloseCode() websocket.StatusCode {
-	select {
-	case <-s.closeReq:
-		return s.code
-	default:
+	if !s.closed.Load() {
 		return 0
 	}
+	return s.code
 }
 
-func (s *Socket) closing() bool {
-	select {
-	case <-s.closeReq:
-		return true
-	default:
-		return false
+func (s *Socket) closing() bool { return s.closed.Load() }
+
+// logf logs with the socket's attributes.
+func (s *Socket) logf(level slog.Level, msg string, attrs ...slog.Attr) {
+	if !s.log.Enabled(context.Background(), level) {
+		return
 	}
+	attrs = append(attrs, slog.String(logging.KeyConn, s.id), slog.String(logging.KeyMerchant, s.merchant))
+	s.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
-// Run serves the connection until it ends: it starts the writer and, when
-// replay is not nil, the replay, and reads client frames itself. ctx bounds
-// calls made for the socket (the order API); ending it does not close the
-// connection, Close does.
+// Run serves the connection until it ends: it starts the first drainer
+// (for what was queued before the upgrade, the hello) and the timers and,
+// when replay is not nil, the replay, and reads client frames itself. ctx
+// bounds calls made for the socket (the order API); ending it does not
+// close the connection, Close does.
 func (s *Socket) Run(ctx context.Context, conn *websocket.Conn, replay func(context.Context) error) {
 	s.conn.Store(conn)
 	// A frame over the limit makes coder/websocket close with 1009.
 	conn.SetReadLimit(maxClientFrame)
-	// Reads must not be cancelled by ctx: a cancelled read kills the
-	// connection without a close frame. rctx ends after the writer closed.
+	// rctx ends when the socket does: a replay still fetching and a
+	// process call in flight give up.
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	go s.drain() // the queue was created active: this is its first drainer
+	s.startTimers()
+	defer s.stopTimers()
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { s.writeLoop(conn) })
-	if !s.cfg.Expiry.IsZero() {
-		t := time.AfterFunc(time.Until(s.cfg.Expiry), func() { s.Close(websocket.StatusPolicyViolation, "token expired") })
-		defer t.Stop()
-	}
 	if replay != nil {
 		wg.Go(func() {
 			if err := replay(rctx); err != nil && !s.closing() && rctx.Err() == nil {
-				s.log.LogAttrs(rctx, slog.LevelWarn, "replay failed", logging.Err(err))
+				s.logf(slog.LevelWarn, "replay failed", logging.Err(err))
 				s.Close(websocket.StatusTryAgainLater, "replay failed")
 			}
 		})
 	}
 	s.readLoop(rctx, conn)
 	s.Close(websocket.StatusNormalClosure, "")
-	cancel() // a replay still fetching gives up
+	cancel()
 	wg.Wait()
+	<-s.done
 }
 
 // Abort drops the connection without a close handshake: the end of a drain
@@ -190,39 +208,35 @@ func (s *Socket) Abort() {
 	}
 }
 
-// writeLoop is the only writer of the connection, close frame included.
-func (s *Socket) writeLoop(conn *websocket.Conn) {
-	defer s.q.Close() // wakes a replay blocked on a full queue
-	ping := time.NewTicker(s.cfg.PingInterval)
-	defer ping.Stop()
-	var pings sync.WaitGroup
-	defer pings.Wait()
-	pinging := false
-	pingDone := make(chan struct{}, 1)
+// startDrain is the queue's wake: a drainer for frames pushed to an idle
+// queue, or for Close.
+func (s *Socket) startDrain() { go s.drain() }
+
+// drain is the write side while it runs (one at a time, see the package
+// comment): it writes what is queued until the queue is empty, and on Close
+// writes the close frame and ends the connection.
+func (s *Socket) drain() {
+	conn := s.conn.Load()
 	var batch []sendq.Entry
-	var scratch []byte
 	for {
-		select {
-		case <-s.closeReq:
+		if s.closing() {
 			s.finish(conn)
 			return
-		case <-pingDone:
-			pinging = false
-		case <-ping.C:
-			if !pinging {
-				pinging = true
-				pings.Go(func() { s.ping(conn, pingDone) })
+		}
+		var more bool
+		batch, more = s.q.Take(batch)
+		if !more {
+			return
+		}
+		if err := s.write(conn, batch); err != nil {
+			if !s.closing() {
+				s.logf(slog.LevelDebug, "write failed", logging.Err(err))
 			}
-		case <-s.q.Ready():
-			batch = s.q.Take(batch)
-			if err := s.write(conn, batch, &scratch); err != nil {
-				if !s.closing() {
-					s.log.LogAttrs(context.Background(), slog.LevelDebug, "write failed", logging.Err(err))
-				}
-				s.Close(websocket.StatusGoingAway, "")
-				_ = conn.CloseNow()
-				return
-			}
+			s.Close(websocket.StatusGoingAway, "")
+			_ = conn.CloseNow()
+			s.q.Close() // wakes a replay blocked on a full queue
+			close(s.done)
+			return
 		}
 	}
 }
@@ -230,70 +244,128 @@ func (s *Socket) writeLoop(conn *websocket.Conn) {
 // finish writes the close frame and waits for the handshake (bounded by the
 // library: 5 s to write, 5 s for the peer's answer).
 func (s *Socket) finish(conn *websocket.Conn) {
+	s.q.Close()
+	defer close(s.done)
 	err := conn.Close(s.code, s.reason)
 	if err != nil && !errors.Is(err, context.Canceled) {
-		s.log.LogAttrs(context.Background(), slog.LevelDebug, "close handshake incomplete",
-			slog.Int("code", int(s.code)), logging.Err(err))
+		s.logf(slog.LevelDebug, "close handshake incomplete", slog.Int("code", int(s.code)), logging.Err(err))
 	}
 }
 
-func (s *Socket) ping(conn *websocket.Conn, done chan<- struct{}) {
-	defer func() { done <- struct{}{} }()
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PingTimeout)
-	defer cancel()
-	// A failed ping has already closed the connection (coder/websocket
-	// closes on any context error); the reader sees it and Run ends.
-	if err := conn.Ping(ctx); err != nil && !s.closing() {
-		s.log.LogAttrs(ctx, slog.LevelDebug, "keepalive ping failed", logging.Err(err))
+// startTimers arms the keepalive ping and the token expiry.
+func (s *Socket) startTimers() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	s.ping = time.AfterFunc(s.cfg.PingInterval, s.keepalive)
+	if !s.cfg.Expiry.IsZero() {
+		s.expiry = time.AfterFunc(time.Until(s.cfg.Expiry), func() {
+			s.Close(websocket.StatusPolicyViolation, "token expired")
+		})
 	}
+}
+
+func (s *Socket) stopTimers() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	s.stopped = true
+	s.ping.Stop()
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+}
+
+// keepalive sends one ping and waits for the pong (the reader handles it),
+// then arms the next one. It runs on the timer's own goroutine, which
+// lives only while a ping is in flight.
+func (s *Socket) keepalive() {
+	if s.closing() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.PingTimeout)
+	err := s.conn.Load().Ping(ctx)
+	cancel()
+	if err != nil {
+		// A failed ping has already closed the connection (coder/websocket
+		// closes on any context error); the reader sees it and Run ends.
+		if !s.closing() {
+			s.logf(slog.LevelDebug, "keepalive ping failed", logging.Err(err))
+		}
+		return
+	}
+	s.timerMu.Lock()
+	if !s.stopped {
+		s.ping.Reset(s.cfg.PingInterval)
+	}
+	s.timerMu.Unlock()
 }
 
 // write writes a batch: in batch mode as one message of '\n'-separated
 // frames, else one message per frame. It stops early once Close was called,
-// so a slow consumer gets its close frame as soon as possible.
-func (s *Socket) write(conn *websocket.Conn, batch []sendq.Entry, scratch *[]byte) error {
+// so a slow consumer gets its close frame as soon as possible. With an
+// output (Accept), the messages are gathered and reach the network in one
+// write.
+func (s *Socket) write(conn *websocket.Conn, batch []sendq.Entry) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
-	defer cancel()
 	now := time.Now().UnixMilli()
+	ctx := context.Background()
+	if s.out == nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.WriteTimeout)
+		defer cancel()
+	} else {
+		// The library's writes only append to the gathered buffer; the
+		// network write is bounded by its own deadline in end.
+		s.out.begin()
+	}
+	written, msgs, err := s.writeMessages(ctx, conn, batch)
+	if s.out != nil {
+		if eerr := s.out.end(s.cfg.WriteTimeout); err == nil {
+			err = eerr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	s.sent(batch[:written], now)
+	s.m.WebSocketMessages.Add(float64(msgs))
+	return nil
+}
+
+// writeMessages hands the batch to the library; it reports how many frames
+// and messages it wrote.
+func (s *Socket) writeMessages(ctx context.Context, conn *websocket.Conn, batch []sendq.Entry) (frames, msgs int, err error) {
 	if s.cfg.Batch && len(batch) > 1 {
-		buf := (*scratch)[:0]
+		buf := getBuf()
+		defer putBuf(buf)
 		for i, e := range batch {
 			if i > 0 {
-				buf = append(buf, '\n')
+				*buf = append(*buf, '\n')
 			}
-			buf = append(buf, e.Data...)
+			*buf = append(*buf, e.Data...)
 		}
-		err := conn.Write(ctx, websocket.MessageText, buf)
-		if cap(buf) <= maxScratch {
-			*scratch = buf
-		} else {
-			*scratch = nil
+		if err := conn.Write(ctx, websocket.MessageText, *buf); err != nil {
+			return 0, 0, err
 		}
-		if err != nil {
-			return err
-		}
-		s.sent(batch, now)
-		s.m.WebSocketMessages.Inc()
-		return nil
+		return len(batch), 1, nil
 	}
 	for i, e := range batch {
 		if s.closing() {
-			return nil
+			return i, i, nil
 		}
 		if err := conn.Write(ctx, websocket.MessageText, e.Data); err != nil {
-			return err
+			return i, i, err
 		}
-		s.sent(batch[i:i+1], now)
-		s.m.WebSocketMessages.Inc()
 	}
-	return nil
+	return len(batch), len(batch), nil
 }
 
 // sent counts written frames and observes the delivery lag of live ones.
 func (s *Socket) sent(es []sendq.Entry, now int64) {
+	if len(es) == 0 {
+		return
+	}
 	s.m.FramesSent.Add(float64(len(es)))
 	for _, e := range es {
 		if e.TS > 0 {

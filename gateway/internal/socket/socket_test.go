@@ -29,7 +29,7 @@ func serve(t *testing.T, s *Socket) *websocket.Conn {
 	done := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
-		c, err := websocket.Accept(w, r, nil)
+		c, err := s.Accept(w, r, nil)
 		if err != nil {
 			return
 		}
@@ -147,7 +147,7 @@ func TestKeepalivePing(t *testing.T) {
 	s, _ := newSocket(Config{PingInterval: 20 * time.Millisecond, PingTimeout: time.Second})
 	pings := make(chan struct{}, 16)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
+		c, err := s.Accept(w, r, nil)
 		if err == nil {
 			s.Run(context.Background(), c, nil)
 		}

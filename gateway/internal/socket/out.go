@@ -1,0 +1,138 @@
+package socket
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Buffer sizes of an accepted socket. net/http hands a hijacked connection
+// a 4 KiB reader and a 4 KiB writer, kept for the socket's life: 8 KiB per
+// idle socket. Client frames are rare and small (a bufio.Reader reads large
+// payloads straight into the caller's slice), and every server write is
+// gathered by output, so small buffers cost nothing on the hot path.
+const (
+	readBufSize = 512
+	// writeBufSize holds any control frame whole (2+8 header, 125 payload),
+	// so one the library writes outside a gather reaches the network in a
+	// single write.
+	writeBufSize = 256
+	// maxPooled bounds the buffers kept for reuse.
+	maxPooled = 64 << 10
+)
+
+// bufPool holds byte buffers only while a write is in flight (gathering,
+// batch joining). A cache, not state: any buffer is as good as another.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+func putBuf(b *[]byte) {
+	if cap(*b) > maxPooled {
+		return
+	}
+	*b = (*b)[:0]
+	bufPool.Put(b)
+}
+
+// Accept upgrades the request like websocket.Accept, with small buffers and
+// the socket's output under the library's writer: data frames written by
+// the drainer are gathered and reach the network in one write per batch.
+func (s *Socket) Accept(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions) (*websocket.Conn, error) {
+	hw := &hijackWriter{ResponseWriter: w, s: s}
+	return websocket.Accept(hw, r, opts)
+}
+
+// hijackWriter is the ResponseWriter websocket.Accept sees: its Hijack
+// replaces net/http's buffers.
+type hijackWriter struct {
+	http.ResponseWriter
+	s *Socket
+}
+
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, fmt.Errorf("hijack: %T is not an http.Hijacker", h.ResponseWriter)
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Bytes the client sent after its request (normally none) stay in
+	// front of the connection; the library reads them from the buffer.
+	var br *bufio.Reader
+	if n := brw.Reader.Buffered(); n > 0 {
+		pending, _ := brw.Reader.Peek(n)
+		pending = bytes.Clone(pending)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(pending), conn), max(readBufSize, n))
+		if _, err := br.Peek(n); err != nil {
+			_ = conn.Close()
+			return nil, nil, fmt.Errorf("hijack: buffered bytes: %w", err)
+		}
+	} else {
+		br = bufio.NewReaderSize(conn, readBufSize)
+	}
+	h.s.out = &output{conn: conn}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(h.s.out, writeBufSize)), nil
+}
+
+// output is the io.Writer under the library's bufio.Writer. Outside a
+// gather it writes through; between begin and end (the drainer writing a
+// batch) it appends to a pooled buffer that end writes in one call. Every
+// network write happens under mu, so bytes the library writes while a
+// gather is open (a pong) follow the gathered frames, and nothing the
+// library writes can land between two of them.
+type output struct {
+	conn net.Conn
+
+	mu        sync.Mutex
+	gathering bool    // guarded by mu
+	buf       *[]byte // guarded by mu: from bufPool while gathering
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gathering {
+		*o.buf = append(*o.buf, p...)
+		return len(p), nil
+	}
+	return o.conn.Write(p)
+}
+
+// begin opens a gather; only the drainer calls it.
+func (o *output) begin() {
+	o.mu.Lock()
+	o.gathering = true
+	o.buf = getBuf()
+	o.mu.Unlock()
+}
+
+// end closes the gather and writes it, bounded by timeout.
+func (o *output) end(timeout time.Duration) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	buf := o.buf
+	o.gathering, o.buf = false, nil
+	defer putBuf(buf)
+	if len(*buf) == 0 {
+		return nil
+	}
+	if err := o.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	_, err := o.conn.Write(*buf)
+	// The library bounds its own writes with contexts, not deadlines.
+	if derr := o.conn.SetWriteDeadline(time.Time{}); err == nil {
+		err = derr
+	}
+	return err
+}
