@@ -2,8 +2,10 @@ package launch
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
+	"time"
 )
 
 // StartT starts spec for a test and stops it in the test's cleanup (or the
@@ -33,19 +35,32 @@ func StartT(t testing.TB, spec Spec) *Proc {
 	return p
 }
 
-// BuildT builds the binaries into dir for a test (usually from TestMain, see
-// BuildMain) and fails the test on error.
-func BuildT(t testing.TB, dir string, flags ...string) Binaries {
-	t.Helper()
+// BuildMain is the body of a TestMain that needs the services as
+// processes: it builds them once into a temporary directory (passing flags
+// to go build, e.g. -race), stores them in *bins, runs the tests and removes
+// the directory. It returns the exit code for os.Exit.
+func BuildMain(m *testing.M, name string, bins *Binaries, flags ...string) int {
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "%s: build the services: %v\n", name, err)
+		return 1
+	}
 	root, err := RepoRoot()
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
-	b, err := Build(t.Context(), root, dir, flags...)
+	dir, err := TempDir()
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
-	return b
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if *bins, err = Build(ctx, root, dir, flags...); err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(os.Stderr, "%s: built gateway and orderapi %v in %s\n", name, flags, time.Since(start).Round(time.Millisecond))
+	return m.Run()
 }
 
 // TempDir makes a directory for built binaries that outlives single tests;
