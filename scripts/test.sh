@@ -71,6 +71,9 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing
 nginx_bin >/dev/null || missing+=(nginx)
 chromium_bin >/dev/null || missing+=(chromium)
 { command -v node >/dev/null && command -v npm >/dev/null; } || missing+=(nodejs npm)
+# A CJK font, so the dashboard screenshots show the Chinese order message
+# rather than empty boxes (the tests pass either way).
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 
 if [ ${#missing[@]} -gt 0 ]; then
 	if ! is_root || ! command -v apt-get >/dev/null; then
