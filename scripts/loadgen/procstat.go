@@ -203,6 +203,7 @@ type cpuMeter struct {
 	t0   time.Time
 	gw   []time.Duration // by gateway; -1: unknown
 	svc  map[string]time.Duration
+	pg   map[int]time.Duration // every local postgres process, by pid
 	self time.Duration
 	// workers lists load generator processes started after the meter (idle
 	// workers): all their CPU counts as the load generator's.
@@ -223,7 +224,32 @@ func (e *Env) startCPU() *cpuMeter {
 			m.svc[name] = d
 		}
 	}
+	m.pg = cpuByName("postgres")
 	return m
+}
+
+// cpuByName returns the CPU time of every process whose command name is
+// name (PostgreSQL runs one backend process per connection).
+func cpuByName(name string) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + d.Name() + "/comm")
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		if c, err := ProcCPU(pid); err == nil {
+			out[pid] = c
+		}
+	}
+	return out
 }
 
 // cpuUse is what a phase cost, in CPU time; gateways is -1 when no local
@@ -255,6 +281,15 @@ func (m *cpuMeter) stop() cpuUse {
 			u.services[name] = d - d0
 		}
 	}
+	// PostgreSQL: backends started during the phase count from zero; ones
+	// that ended during it are missed. The server may serve others too.
+	if len(m.pg) > 0 {
+		var pg time.Duration
+		for pid, d := range cpuByName("postgres") {
+			pg += d - m.pg[pid]
+		}
+		u.services["postgres"] = pg
+	}
 	return u
 }
 
@@ -266,7 +301,7 @@ func (m *cpuMeter) addCPU(r *Report, prefix string) (gateways time.Duration) {
 	if u.gateways >= 0 {
 		r.Add(prefix+"gateway_cpu_cores", cores(u.gateways), "cores")
 	}
-	for _, name := range []string{"orderapi", "redis"} {
+	for _, name := range []string{"orderapi", "redis", "postgres"} {
 		if d, ok := u.services[name]; ok {
 			r.Add(prefix+name+"_cpu_cores", cores(d), "cores")
 		}
