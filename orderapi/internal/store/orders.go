@@ -61,9 +61,8 @@ func (s *Store) now() time.Time { return s.opt.Now().UTC().Truncate(time.Millise
 
 // CreateOrder stores the order, bumps its merchant's seq and pending, and
 // writes the "order" event built by frame, in one transaction. It returns
-// the order and the event to publish after the commit. On SQLite concurrent
-// calls share one commit (see groupCommit); each order is still all or
-// nothing.
+// the order and the event to publish after the commit. Concurrent calls
+// share one commit (see groupCommit); each order is still all or nothing.
 func (s *Store) CreateOrder(ctx context.Context, in NewOrder, frame FrameFunc) (wire.Order, Event, error) {
 	if s.group != nil {
 		return s.group.create(ctx, in, frame)
@@ -131,11 +130,10 @@ func (s *Store) insertOrder(ctx context.Context, tx *sqlx.Tx, o *wire.Order) err
 
 func (s *Store) insertEvent(ctx context.Context, tx *sqlx.Tx, o wire.Order, seq uint64, orderSum int64,
 	now time.Time, frame FrameFunc) (Event, error) {
-	b, err := frame(o, seq, orderSum, now)
+	ev, err := buildEvent(o, seq, orderSum, now, frame)
 	if err != nil {
-		return Event{}, fmt.Errorf("build frame: %w", err)
+		return Event{}, err
 	}
-	ev := Event{MerchantID: o.MerchantID, Seq: seq, Frame: string(b), OrderSum: orderSum, CreatedMS: now.UnixMilli()}
 	if _, err := tx.ExecContext(ctx, s.q.insertEvent, ev.MerchantID, int64(ev.Seq), ev.Frame, ev.OrderSum, ev.CreatedMS); err != nil {
 		return Event{}, fmt.Errorf("insert event %s/%d: %w", ev.MerchantID, ev.Seq, err)
 	}
@@ -143,6 +141,15 @@ func (s *Store) insertEvent(ctx context.Context, tx *sqlx.Tx, o wire.Order, seq 
 		return Event{}, err
 	}
 	return ev, nil
+}
+
+// buildEvent builds the event row of o's change with frame.
+func buildEvent(o wire.Order, seq uint64, orderSum int64, now time.Time, frame FrameFunc) (Event, error) {
+	b, err := frame(o, seq, orderSum, now)
+	if err != nil {
+		return Event{}, fmt.Errorf("build frame: %w", err)
+	}
+	return Event{MerchantID: o.MerchantID, Seq: seq, Frame: string(b), OrderSum: orderSum, CreatedMS: now.UnixMilli()}, nil
 }
 
 // ProcessOrder marks the order processed. The first call lowers its

@@ -78,7 +78,7 @@ type Store struct {
 	r       *sqlx.DB // reads
 	opt     Options
 	q       queries
-	group   *groupCommit // SQLite only: shared commits for CreateOrder
+	group   *groupCommit // shared commits for CreateOrder
 }
 
 // ParseURL splits DATABASE_URL into a dialect and a driver DSN:
@@ -141,8 +141,14 @@ func Open(ctx context.Context, databaseURL string, opt Options) (*Store, error) 
 		return nil, err
 	}
 	s.q = newQueries(s.w)
-	if dialect == SQLite {
-		s.group = newGroupCommit(s)
+	switch {
+	case dialect == SQLite:
+		s.group = newGroupCommit(s, 1, s.savepointGroup) // one writer anyway
+	case opt.Fault != nil:
+		// Fault hooks need a *sqlx.Tx and a step per statement.
+		s.group = newGroupCommit(s, pgCommitters, s.savepointGroup)
+	default:
+		s.group = newGroupCommit(s, pgCommitters, s.pgGroup)
 	}
 	return s, nil
 }

@@ -487,3 +487,52 @@ func (c *atomicCount) get() int {
 	defer c.mu.Unlock()
 	return c.n
 }
+
+// An order whose frame cannot be built fails alone without a Fault hook:
+// on PostgreSQL this is the pipelined group (pgGroup) rolling back and
+// writing the group again under savepoints.
+func TestFailingFrameInGroup(t *testing.T) {
+	each(t, func(t *testing.T, url string) {
+		boom := errors.New("injected frame failure")
+		good := frame("order")
+		frameFor := func(o wire.Order, seq uint64, sum int64, ts time.Time) ([]byte, error) {
+			if o.MerchantID == "bad" {
+				return nil, boom
+			}
+			return good(o, seq, sum, ts)
+		}
+		s := open(t, url, store.Options{})
+		var wg sync.WaitGroup
+		var failed, stored atomicCount
+		for i := range 90 {
+			m := []string{"good", "bad", "fine"}[i%3]
+			wg.Go(func() {
+				_, ev, err := s.CreateOrder(t.Context(), store.NewOrder{MerchantID: m, UserID: "u1", Date: "2022-06-22"}, frameFor)
+				switch {
+				case m == "bad" && errors.Is(err, boom):
+					failed.add()
+				case m != "bad" && err == nil && ev.Seq >= 1 && ev.Seq <= 30:
+					stored.add()
+				default:
+					t.Errorf("merchant %s: seq %d, %v", m, ev.Seq, err)
+				}
+			})
+		}
+		wg.Wait()
+		if failed.get() != 30 || stored.get() != 60 {
+			t.Fatalf("%d failed, %d stored; want 30, 60", failed.get(), stored.get())
+		}
+		for _, m := range []string{"good", "fine", "bad"} {
+			want := uint64(30)
+			if m == "bad" {
+				want = 0
+			}
+			got, _ := s.Merchant(t.Context(), m)
+			frames, _ := s.Events(t.Context(), m, 0, 100)
+			page, _, _ := s.ListOrders(t.Context(), store.ListQuery{MerchantID: m, Limit: 100})
+			if got.Seq != want || got.Pending != int64(want) || len(frames) != int(want) || len(page) != int(want) {
+				t.Errorf("merchant %s: %+v, %d events, %d orders; want %d each", m, got, len(frames), len(page), want)
+			}
+		}
+	})
+}
