@@ -128,7 +128,8 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 	defer h.close()
 	before := e.gatewayStats(ctx)
 	// A CPU profile of the first seconds of opening: the connect path.
-	wait := e.Profile.CPU(ctx, fmt.Sprintf("connect-run%d", run), 3*time.Second)
+	name := strings.TrimSuffix("idle-"+r.Variant, "-")
+	wait := e.Profile.CPU(ctx, fmt.Sprintf("%s-connect-run%d", name, run), 3*time.Second)
 	cpu := e.startCPU()
 	cpu.workers = h.pids
 	res, err := h.open(ctx, cfg.Sockets, cfg.Parallel)
@@ -156,7 +157,7 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 		r.Notef("cpu profile %s", f)
 	}
 	after := e.gatewayStats(ctx)
-	for _, f := range e.Profile.Heap(ctx, fmt.Sprintf("idle-run%d", run)) {
+	for _, f := range e.Profile.Heap(ctx, fmt.Sprintf("%s-run%d", name, run)) {
 		r.Notef("heap profile %s", f)
 	}
 	addMemory(r, e, before, after, res.PerGateway)
