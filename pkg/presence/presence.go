@@ -82,16 +82,22 @@ func (r *Registry) Leave(ctx context.Context, node string) error {
 // Add records connID of merchantID on node.
 func (r *Registry) Add(ctx context.Context, connID, merchantID, node string) error {
 	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, rediskey.Conns(merchantID), connID, node)
-		p.Expire(ctx, rediskey.Conns(merchantID), entryTTL)
-		p.HSet(ctx, rediskey.Conn(connID), "merchant", merchantID, "node", node)
-		p.Expire(ctx, rediskey.Conn(connID), entryTTL)
+		AddTo(ctx, p, connID, merchantID, node)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("presence add %s: %w", connID, err)
 	}
 	return nil
+}
+
+// AddTo queues Add's commands on p, so a caller can record many
+// connections in one round trip (the gateway batches concurrent connects).
+func AddTo(ctx context.Context, p redis.Pipeliner, connID, merchantID, node string) {
+	p.HSet(ctx, rediskey.Conns(merchantID), connID, node)
+	p.Expire(ctx, rediskey.Conns(merchantID), entryTTL)
+	p.HSet(ctx, rediskey.Conn(connID), "merchant", merchantID, "node", node)
+	p.Expire(ctx, rediskey.Conn(connID), entryTTL)
 }
 
 // Remove forgets connID.

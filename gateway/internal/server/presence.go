@@ -71,7 +71,7 @@ func (s *Server) beat() bool {
 // presenceAdd registers a connection. A failure (Redis down) is counted and
 // repaired by the re-registration after Redis comes back.
 func (s *Server) presenceAdd(ctx context.Context, conn, mid string) {
-	if err := s.presence.Add(ctx, conn, mid, s.cfg.NodeID); err != nil {
+	if err := s.adds.add(ctx, conn, mid); err != nil {
 		s.m.PresenceErrors.Inc()
 		s.log.LogAttrs(ctx, slog.LevelWarn, "presence add failed", slog.String(logging.KeyConn, conn), logging.Err(err))
 	}

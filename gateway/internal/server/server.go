@@ -50,6 +50,7 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	rdb      redis.UniversalClient
 	presence *presence.Registry
+	adds     *addBatcher // presence adds of concurrent connects, batched
 	verifier *token.Verifier
 	api      *orderapi.Client // nil without ORDERAPI_URL
 	hub      *hub.Hub
@@ -102,6 +103,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	s.rdb = cfg.Redis.NewRedis("gateway:" + cfg.NodeID)
 	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	s.presence = presence.New(s.rdb, cfg.PresenceTTL)
+	s.adds = &addBatcher{rdb: s.rdb, node: cfg.NodeID}
 	var api backfill.API
 	if s.api != nil {
 		api = s.api

@@ -34,7 +34,9 @@ func (s *Server) handleWS(c echo.Context) error {
 		s.m.Connects.WithLabelValues("origin").Inc()
 		return apiError(c, http.StatusForbidden, "origin_not_allowed", "origin not allowed")
 	}
-	raw := bearer(r)
+	// A copy: the token is kept for the socket's life (process forwarding)
+	// and would otherwise pin the whole request line.
+	raw := strings.Clone(bearer(r))
 	claims, err := s.verifier.Verify(raw)
 	if err != nil {
 		s.m.Connects.WithLabelValues("unauthorized").Inc()
