@@ -80,7 +80,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	} else {
 		br = bufio.NewReaderSize(conn, readBufSize)
 	}
-	h.s.out = &output{conn: conn}
+	h.s.out = &output{conn: conn, timeout: h.s.cfg.WriteTimeout}
 	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(h.s.out, writeBufSize)), nil
 }
 
@@ -90,12 +90,19 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // network write happens under mu, so bytes the library writes while a
 // gather is open (a pong) follow the gathered frames, and nothing the
 // library writes can land between two of them.
+//
+// Network writes are bounded by a write deadline that is moved forward only
+// when less than half of timeout is left, so it lies between timeout/2 and
+// timeout ahead of every write, and a steady stream of writes does not pay
+// two deadline updates (runtime timer changes) per write.
 type output struct {
-	conn net.Conn
+	conn    net.Conn
+	timeout time.Duration
 
 	mu        sync.Mutex
-	gathering bool    // guarded by mu
-	buf       *[]byte // guarded by mu: from bufPool while gathering
+	gathering bool      // guarded by mu
+	buf       *[]byte   // guarded by mu: from bufPool while gathering
+	deadline  time.Time // guarded by mu: the connection's write deadline
 }
 
 func (o *output) Write(p []byte) (int, error) {
@@ -104,6 +111,17 @@ func (o *output) Write(p []byte) (int, error) {
 	if o.gathering {
 		*o.buf = append(*o.buf, p...)
 		return len(p), nil
+	}
+	return o.writeLocked(p)
+}
+
+// writeLocked writes p to the network; mu is held.
+func (o *output) writeLocked(p []byte) (int, error) {
+	if now := time.Now(); o.deadline.Sub(now) < o.timeout/2 {
+		o.deadline = now.Add(o.timeout)
+		if err := o.conn.SetWriteDeadline(o.deadline); err != nil {
+			return 0, err
+		}
 	}
 	return o.conn.Write(p)
 }
@@ -116,8 +134,8 @@ func (o *output) begin() {
 	o.mu.Unlock()
 }
 
-// end closes the gather and writes it, bounded by timeout.
-func (o *output) end(timeout time.Duration) error {
+// end closes the gather and writes it, within the write deadline.
+func (o *output) end() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	buf := o.buf
@@ -126,13 +144,6 @@ func (o *output) end(timeout time.Duration) error {
 	if len(*buf) == 0 {
 		return nil
 	}
-	if err := o.conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	_, err := o.conn.Write(*buf)
-	// The library bounds its own writes with contexts, not deadlines.
-	if derr := o.conn.SetWriteDeadline(time.Time{}); err == nil {
-		err = derr
-	}
+	_, err := o.writeLocked(*buf)
 	return err
 }

@@ -321,7 +321,7 @@ func (s *Socket) write(conn *websocket.Conn, batch []sendq.Entry) error {
 	}
 	written, msgs, err := s.writeMessages(ctx, conn, batch)
 	if s.out != nil {
-		if eerr := s.out.end(s.cfg.WriteTimeout); err == nil {
+		if eerr := s.out.end(); err == nil {
 			err = eerr
 		}
 	}
