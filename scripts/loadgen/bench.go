@@ -191,8 +191,15 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 			return nil, err
 		}
 		fmt.Fprintf(cfg.Out, "\n######## %d idle sockets over %d gateways (open-file limit %d per process)\n", cfg.Big, gws, fileLimit())
+		procs := (cfg.Big + perProc - 1) / perProc
 		saved := cfg.SourceIPs
+		// Each source address has about 28k ephemeral ports: one process
+		// holding many sockets needs several; with many processes each
+		// gets its own anyway.
 		cfg.SourceIPs = max(1, cfg.BigSourceIPs)
+		if procs == 1 {
+			cfg.SourceIPs = max(cfg.SourceIPs, (cfg.Big+24999)/25000)
+		}
 		e, err := env()
 		cfg.SourceIPs = saved
 		if err != nil {
@@ -200,7 +207,7 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		}
 		c := cfg.Idle
 		c.Sockets, c.Verify = cfg.Big, true
-		c.Procs, c.WorkerCmd = (cfg.Big+perProc-1)/perProc, cfg.WorkerCmd
+		c.Procs, c.WorkerCmd = procs, cfg.WorkerCmd
 		c.Drain = max(c.Drain, 60*time.Second)
 		record(Idle(ctx, e, c, 1))
 		e.Close()
