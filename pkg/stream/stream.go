@@ -156,7 +156,7 @@ func (s *Store) State(ctx context.Context, merchantID string) (State, error) {
 }
 
 // SetState raises the merchant's state to st if Redis has none or an older
-// one; a gateway uses it after fetching the state from the order API, so the
+// one (a zero st is written only where there is none); a gateway uses it after fetching the state from the order API, so the
 // next reader finds it in Redis.
 func (s *Store) SetState(ctx context.Context, merchantID string, st State) error {
 	err := raiseStateScript.Run(ctx, s.rdb, []string{rediskey.State(merchantID)}, st.Seq, st.OrderSum).Err()
@@ -166,7 +166,12 @@ func (s *Store) SetState(ctx context.Context, merchantID string, st State) error
 	return nil
 }
 
+// raiseStateScript also writes a zero state where there is none, so a
+// merchant without events is known to Redis after one order API look-up and
+// later connects (on any replica) do not ask again.
 var raiseStateScript = redis.NewScript(`
-local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if tonumber(ARGV[1]) > cur then redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'orderSum', ARGV[2]) end
+local cur = redis.call('HGET', KEYS[1], 'seq')
+if not cur or tonumber(ARGV[1]) > tonumber(cur) then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'orderSum', ARGV[2])
+end
 return 0`)

@@ -97,6 +97,13 @@ func TestPublishHistoryState(t *testing.T) {
 	if st, _ := s.State(ctx, m); st.Seq != 7 {
 		t.Fatalf("SetState lowered to %+v", st)
 	}
+	m0 := redistest.Unique("m")
+	if err := s.SetState(ctx, m0, stream.State{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.State(ctx, m0); err != nil || st != (stream.State{}) {
+		t.Fatalf("zero SetState on empty: %+v %v", st, err)
+	}
 	m2 := redistest.Unique("m")
 	if err := s.SetState(ctx, m2, stream.State{Seq: 3, OrderSum: 1}); err != nil {
 		t.Fatal(err)
