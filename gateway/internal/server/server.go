@@ -259,13 +259,16 @@ func (s *Server) closeSockets(ctx context.Context) {
 	}
 }
 
-// shutdownRedis stops everything that uses Redis, then the client.
+// shutdownRedis stops everything that uses Redis, then the clients.
 func (s *Server) shutdownRedis() {
 	s.stop()
 	s.hub.Close()
 	_ = s.subs.Close()
 	s.bg.Wait()
 	_ = s.rdb.Close()
+	if s.api != nil {
+		s.api.Close()
+	}
 }
 
 func (s *Server) snapshot() []*socket.Socket {
