@@ -158,9 +158,7 @@ func (h *Hub) Message(channel string, payload []byte) {
 		h.log.LogAttrs(h.ctx, slog.LevelWarn, "dropped a bad frame", slog.String(logging.KeyMerchant, mid), logging.Err(err))
 		return
 	}
-	h.mu.RLock()
-	t := h.topics[mid]
-	h.mu.RUnlock()
+	t := h.topic(mid)
 	if t == nil {
 		return
 	}
@@ -178,13 +176,18 @@ func (h *Hub) Resubscribed(channel string) {
 	if !ok {
 		return
 	}
-	h.mu.RLock()
-	t := h.topics[mid]
-	h.mu.RUnlock()
+	t := h.topic(mid)
 	if t == nil {
 		return
 	}
 	h.startFill(t)
+}
+
+// topic returns the merchant's topic, or nil when no local socket wants it.
+func (h *Hub) topic(mid string) *topic {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.topics[mid]
 }
 
 // Topics is the number of merchants with local sockets.

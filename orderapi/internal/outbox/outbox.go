@@ -147,25 +147,25 @@ func (o *Outbox) markLoop(ctx context.Context) {
 		}
 		batch = batch[:0]
 	}
+	add := func(k store.EventKey) {
+		batch = append(batch, k)
+		if len(batch) == maxBatch {
+			flush()
+		}
+	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case k := <-o.marks:
-			batch = append(batch, k)
-			if len(batch) == maxBatch {
-				flush()
-			}
+			add(k)
 		case <-tick.C:
 			flush()
 		case <-ctx.Done():
 			for {
 				select {
 				case k := <-o.marks:
-					batch = append(batch, k)
-					if len(batch) == maxBatch {
-						flush()
-					}
+					add(k)
 				default:
 					flush()
 					return

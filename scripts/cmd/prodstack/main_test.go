@@ -1,40 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"orderpush/scripts/launch"
 )
-
-// syncBuffer is a bytes.Buffer safe for the writer and a polling reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRunPrintsAWorkingStackAndStops runs the command on a free port with
 // SQLite, follows the printed dashboard link through nginx, and stops it.
 func TestRunPrintsAWorkingStackAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out syncBuffer
+	var out launch.Output
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-port", "0", "-db", "sqlite", "-merchant", "shop7"}, &out) }()
 

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,25 +22,6 @@ import (
 	"orderpush/pkg/wire"
 	"orderpush/scripts/launch"
 )
-
-// syncBuffer is a bytes.Buffer safe for the copying goroutine of exec and
-// the test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestStackCommand runs the stack command as a user would (with the
 // in-process Redis forced, on free ports), then follows its printed
@@ -62,7 +42,7 @@ func TestStackCommand(t *testing.T) {
 		}
 		ports[i] = p
 	}
-	var out syncBuffer // stdout and stderr: launch merges them
+	var out launch.Output // stdout and stderr: launch merges them
 	p, err := launch.Start(context.Background(), launch.Spec{
 		Name: "stack", Path: stackBin,
 		Args: []string{"-miniredis", "-orderapi-port", strconv.Itoa(ports[0]),
