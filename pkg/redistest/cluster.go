@@ -44,19 +44,25 @@ func StartCluster(t testing.TB) *Cluster {
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-	defer cc.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		info, err := cc.ClusterInfo(context.Background()).Result()
-		if err == nil && strings.Contains(info, "cluster_state:ok") {
-			return c
+	// Every node must see the whole slot map: ClusterInfo through a
+	// cluster client asks one node, and another may still answer CLUSTERDOWN.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := range c.Nodes {
+		nc := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		for {
+			info, err := nc.ClusterInfo(context.Background()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = nc.Close()
+				t.Fatalf("cluster node %s not ok: %v %s", n.Addr(), err, info)
+			}
+			time.Sleep(50 * time.Millisecond) // poll interval under a deadline
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster not ok: %v %s", err, info)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval under a deadline
+		_ = nc.Close()
 	}
+	return c
 }
 
 // URL is the REDIS_URL of the cluster, in the redis-cluster:// form.
