@@ -60,7 +60,11 @@ func (a *api) getOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, o)
+	alerts, err := a.cfg.Orders.Alerts(c.Request().Context(), o.OrderNo)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, orderWithAlerts{o, alerts})
 }
 
 func (a *api) processOrder(c echo.Context) error {

@@ -42,6 +42,9 @@ type Deps struct {
 	// Timeout bounds each database or Redis call, so a dependency that
 	// hangs gives 503 rather than a hung request [5s].
 	Timeout time.Duration
+	// Placed, when set, is told about every committed order (the
+	// attention webhook's presence check); it must not block.
+	Placed func(wire.Order)
 }
 
 // Service implements the order API.
@@ -97,6 +100,9 @@ func (s *Service) Create(ctx context.Context, c Caller, body []byte) (wire.Order
 		return wire.Order{}, store.Event{}, unavailable("database", err)
 	}
 	s.d.Metrics.OrdersCreated.Inc()
+	if s.d.Placed != nil {
+		s.d.Placed(o)
+	}
 	return o, ev, nil
 }
 

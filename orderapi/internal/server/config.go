@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"orderpush/orderapi/internal/attention"
 	"orderpush/orderapi/internal/store"
 	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
@@ -46,6 +47,10 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for requests in flight after the
 	// drain delay (default 8s; with the delay inside the contract's 10 s).
 	ShutdownTimeout time.Duration
+	// Attention is the attention webhook: ATTENTION_WEBHOOK_URL (unset:
+	// off), ATTENTION_WEBHOOK_SECRET, UNDELIVERED_AFTER (60s),
+	// UNSEEN_AFTER (3m).
+	Attention attention.Config
 }
 
 // Load reads the configuration and builds the logger (LOG_LEVEL,
@@ -65,6 +70,7 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		DBConnectTimeout: l.Duration("DATABASE_CONNECT_TIMEOUT", 30*time.Second, 0, time.Hour),
 		DrainDelay:       500 * time.Millisecond,
 		ShutdownTimeout:  8 * time.Second,
+		Attention:        loadAttention(l),
 	}
 	if _, _, err := store.ParseURL(c.DatabaseURL); err != nil {
 		l.Fail("DATABASE_URL", "%v", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"orderpush/orderapi/internal/attention"
 	"orderpush/orderapi/internal/httpapi"
 	"orderpush/orderapi/internal/metrics"
 	"orderpush/orderapi/internal/order"
@@ -26,6 +27,7 @@ import (
 	"orderpush/pkg/presence"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
+	"orderpush/pkg/wire"
 )
 
 // Deps are what a caller may inject. Zero values mean: build from Config.
@@ -48,6 +50,7 @@ type Server struct {
 	store    *store.Store
 	rdb      redis.UniversalClient
 	outbox   *outbox.Outbox
+	alerts   *attention.Scheduler // nil: the attention webhook is off
 	http     *http.Server
 	ln       net.Listener
 	draining atomic.Bool
@@ -68,6 +71,9 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: d.Logger}
 	d.Store.Logger = d.Logger
+	if cfg.Attention.On() {
+		d.Store.Alerts = cfg.Attention.Schedule()
+	}
 	if s.store, err = openStore(ctx, cfg, d.Store, d.Logger); err != nil {
 		return nil, err
 	}
@@ -80,9 +86,22 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	s.outbox = outbox.New(outbox.Config{
 		RelayInterval: cfg.RelayInterval, Grace: cfg.RelayGrace, Retention: cfg.EventRetention,
 	}, s.store, streams, m, d.Logger.With("component", "outbox"))
+	pres := presence.New(s.rdb, 0)
+	var placed func(wire.Order)
+	if cfg.Attention.On() {
+		s.alerts, err = attention.New(cfg.Attention, attention.Deps{
+			Store: s.store, Presence: pres, Metrics: attention.NewMetrics(d.Registry),
+			Logger: d.Logger.With("component", "attention"),
+		})
+		if err != nil {
+			s.closeDeps()
+			return nil, err
+		}
+		placed = s.alerts.Placed
+	}
 	orders := order.New(order.Deps{
-		Store: s.store, Outbox: s.outbox, Presence: presence.New(s.rdb, 0), Streams: streams,
-		Metrics: m, Logger: d.Logger,
+		Store: s.store, Outbox: s.outbox, Presence: pres, Streams: streams,
+		Metrics: m, Logger: d.Logger, Placed: placed,
 	})
 	e := httpapi.New(httpapi.Config{
 		Orders: orders, Verifier: verifier, Metrics: m, Gatherer: d.Registry, Logger: d.Logger,
@@ -146,6 +165,14 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(obDone)
 		_ = s.outbox.Run(obCtx)
 	}()
+	alertsCtx, stopAlerts := context.WithCancel(context.WithoutCancel(ctx))
+	alertsDone := make(chan struct{})
+	go func() {
+		defer close(alertsDone)
+		if s.alerts != nil {
+			_ = s.alerts.Run(alertsCtx)
+		}
+	}()
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(s.ln) }()
 	s.log.Info("orderapi listening", logging.KeyAddr, s.Addr(), "database", string(s.store.Dialect()))
@@ -167,7 +194,9 @@ func (s *Server) Run(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("shutdown: %w", serr))
 	}
 	stopOutbox()
+	stopAlerts()
 	<-obDone
+	<-alertsDone
 	s.closeDeps()
 	s.log.Info("stopped")
 	return err

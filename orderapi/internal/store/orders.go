@@ -107,6 +107,9 @@ func (s *Store) createInTx(ctx context.Context, tx *sqlx.Tx, in NewOrder, frame 
 	if err != nil {
 		return wire.Order{}, Event{}, err
 	}
+	if err := s.insertAlerts(ctx, tx, o); err != nil {
+		return wire.Order{}, Event{}, err
+	}
 	return o, ev, nil
 }
 

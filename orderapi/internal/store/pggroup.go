@@ -154,6 +154,9 @@ func (s *Store) pipelineGroup(ctx context.Context, pc *pgx.Conn, batch []*create
 		}
 		res[i].ev = ev
 		b.Queue(s.q.insertEvent, ev.MerchantID, int64(ev.Seq), ev.Frame, ev.OrderSum, ev.CreatedMS)
+		if s.opt.Alerts.on() {
+			b.Queue(s.aq.insert, s.alertArgs(o)...)
+		}
 	}
 	b.Queue("COMMIT")
 	br := pc.SendBatch(ctx, b)
@@ -161,6 +164,12 @@ func (s *Store) pipelineGroup(ctx context.Context, pc *pgx.Conn, batch []*create
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return certain(err), fmt.Errorf("insert event %s/%d: %w", res[i].ev.MerchantID, res[i].ev.Seq, err)
+		}
+		if s.opt.Alerts.on() {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return certain(err), fmt.Errorf("schedule alerts of %s: %w", res[i].o.OrderNo, err)
+			}
 		}
 	}
 	tag, err := br.Exec()

@@ -69,6 +69,9 @@ type Options struct {
 	Fault func(ctx context.Context, tx *sqlx.Tx, step string) error
 	// Logger receives migration messages (default: discard).
 	Logger *slog.Logger
+	// Alerts, when set, schedules each order's attention alerts in the
+	// order's transaction (see alerts.go).
+	Alerts AlertSchedule
 }
 
 // Store is the SQL store.
@@ -78,6 +81,7 @@ type Store struct {
 	r       *sqlx.DB // reads
 	opt     Options
 	q       queries
+	aq      alertQueries
 	group   *groupCommit // shared commits for CreateOrder
 }
 
@@ -141,6 +145,7 @@ func Open(ctx context.Context, databaseURL string, opt Options) (*Store, error) 
 		return nil, err
 	}
 	s.q = newQueries(s.w)
+	s.aq = newAlertQueries(s.w, dialect)
 	switch {
 	case dialect == SQLite:
 		s.group = newGroupCommit(s, 1, s.savepointGroup) // one writer anyway
