@@ -1,5 +1,5 @@
 // Package presence records in Redis which connection belongs to which
-// merchant on which gateway replica (DESIGN.md "How an order travels" 7).
+// merchant on which gateway replica (ARCHITECTURE.md "How an order travels" 7).
 //
 // A replica writes one entry per connection when it opens and removes it when
 // it closes; separately it keeps one liveness key alive with a heartbeat.
