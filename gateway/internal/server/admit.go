@@ -59,7 +59,7 @@ func (f *refusal) write(c echo.Context) error {
 }
 
 // admit is the one pre-upgrade path of every transport: drain, origin,
-// token, role, since, then the connect sequence of DESIGN.md 6 (presence,
+// token, role, since, then the connect sequence of ARCHITECTURE.md "How an order travels" 6 (presence,
 // subscribe and state: hub.Join), which queues hello. It returns the
 // admitted session, or the refusal to answer (counted by result).
 func (s *Server) admit(r *http.Request, a admission) (*admitted, *refusal) {

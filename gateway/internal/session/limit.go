@@ -1,62 +1,10 @@
 package session
 
 import (
-	"errors"
-	"fmt"
-	"math"
-	"strconv"
-	"strings"
 	"time"
+
+	"orderpush/pkg/config"
 )
-
-// MsgRate is CLIENT_MSG_RATE: client messages a session may send per
-// second, with a burst of twice that (at least 1). Zero is off.
-type MsgRate struct {
-	PerSecond float64
-}
-
-// DefaultMsgRate is CLIENT_MSG_RATE's default, 10/s.
-var DefaultMsgRate = MsgRate{PerSecond: 10}
-
-// Burst is how many messages may come at once: twice the rate per second,
-// at least 1.
-func (r MsgRate) Burst() float64 { return max(1, math.Ceil(2*r.PerSecond)) }
-
-// Off reports whether the limit is off.
-func (r MsgRate) Off() bool { return r.PerSecond <= 0 }
-
-func (r MsgRate) String() string {
-	if r.Off() {
-		return "0"
-	}
-	return strconv.FormatFloat(r.PerSecond, 'f', -1, 64) + "/s"
-}
-
-var errRate = errors.New(`want N/s or N/m (N a whole number, at most 1000000), or 0 for off`)
-
-// ParseMsgRate reads the rate syntax of PROTOCOL.md "Limits and hostile
-// clients": "N/s", "N/m", or "0" for off.
-func ParseMsgRate(s string) (MsgRate, error) {
-	s = strings.TrimSpace(s)
-	if s == "0" {
-		return MsgRate{}, nil
-	}
-	num, unit, ok := strings.Cut(s, "/")
-	if !ok || num == "" || len(num) > 7 || strings.TrimLeft(num, "0123456789") != "" {
-		return MsgRate{}, fmt.Errorf("%q: %w", s, errRate)
-	}
-	n, err := strconv.Atoi(num)
-	if err != nil || n > 1_000_000 {
-		return MsgRate{}, fmt.Errorf("%q: %w", s, errRate)
-	}
-	switch unit {
-	case "s":
-		return MsgRate{PerSecond: float64(n)}, nil
-	case "m":
-		return MsgRate{PerSecond: float64(n) / 60}, nil
-	}
-	return MsgRate{}, fmt.Errorf("%q: %w", s, errRate)
-}
 
 // Flood rules (PROTOCOL.md "Limits and hostile clients"): a session whose
 // refused messages reach twice the burst, or that is still over the limit
@@ -93,10 +41,10 @@ type limiter struct {
 	refusedN   int // refusals in the current episode
 }
 
-func newLimiter(r MsgRate) *limiter {
+func newLimiter(r config.Rate) *limiter {
 	l := &limiter{}
 	if !r.Off() {
-		l.rate, l.burst = r.PerSecond, r.Burst()
+		l.rate, l.burst = r.PerSecond(), float64(r.Burst())
 		l.tokens = l.burst
 	}
 	return l

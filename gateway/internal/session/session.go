@@ -9,6 +9,7 @@ import (
 
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/session/sendq"
+	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
 )
 
@@ -26,8 +27,8 @@ type Identity struct {
 
 // Config tunes a session. Zero values mean the defaults.
 type Config struct {
-	QueueSize int     // SEND_QUEUE_SIZE: frames queued before TryAgainLater
-	MsgRate   MsgRate // CLIENT_MSG_RATE: client messages per second; zero: off
+	QueueSize int         // SEND_QUEUE_SIZE: frames queued before TryAgainLater
+	MsgRate   config.Rate // CLIENT_MSG_RATE: client messages per second (burst twice); zero: off
 }
 
 // Processor forwards a process message to the order API with the
