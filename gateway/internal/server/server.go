@@ -63,7 +63,7 @@ type Server struct {
 	adds     *addBatcher // presence adds of concurrent connects, batched
 	verifier *token.Verifier
 	admit    *admission.Admission // connect limits, before the upgrade
-	api      *orderapi.Client // nil without ORDERAPI_URL
+	api      *orderapi.Client     // nil without ORDERAPI_URL
 	hub      *hub.Hub
 	subs     *subscriber.Subscriber
 	echo     *echo.Echo
