@@ -46,6 +46,7 @@ type Metrics struct {
 	ClientFramesLimited prometheus.Counter
 	FloodCloses         prometheus.Counter
 	DeadPeerCloses      prometheus.Counter
+	LimitFailOpen      *prometheus.CounterVec // limit: checks skipped because Redis failed
 }
 
 // Transports, the values of the "transport" label.
@@ -62,7 +63,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "gateway_connections_open", Help: "Merchant connections open on this replica, by transport (ws, sse, socketio).",
 		}, []string{"transport"}),
 		Connects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_connects_total", Help: "Socket upgrade attempts by result (ok, unauthorized, forbidden, origin, bad_since, draining, unavailable).",
+			Name: "gateway_connects_total", Help: "Socket upgrade attempts by result (ok, unauthorized, forbidden, origin, bad_since, draining, unavailable, upgrade_failed, rate_limited, too_many_connections, max_conns).",
 		}, []string{"result"}),
 		FramesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_frames_sent_total", Help: "Frames written to sockets (one per socket per frame).",
@@ -126,8 +127,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		DeadPeerCloses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_dead_peer_closes_total", Help: "Connections closed because their peer did not answer a ping within PING_TIMEOUT.",
 		}),
+		LimitFailOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_limit_fail_open_total", Help: "Connects let through unchecked because Redis failed, by limit (max_conns_per_merchant).",
+		}, []string{"limit"}),
 	}
-	reg.MustRegister(m.ConnectionsOpen, m.Connects, m.FramesSent, m.WebSocketMessages, m.Replays,
+	reg.MustRegister(m.LimitFailOpen, m.ConnectionsOpen, m.Connects, m.FramesSent, m.WebSocketMessages, m.Replays,
 		m.ReplayedFrames, m.Resyncs, m.GapsFilled, m.SlowConsumerCloses, m.RedisReconnects,
 		m.RedisMessages, m.BadFrames, m.DuplicateFrames, m.Subscriptions, m.Notices,
 		m.ProcessForwards, m.DeliveryLag, m.OrderAPIErrors, m.PresenceErrors,

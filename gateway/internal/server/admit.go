@@ -13,14 +13,16 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"orderpush/gateway/internal/admission"
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/session"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/token"
 )
 
-// admission is what a transport brings to the shared pre-upgrade path.
-type admission struct {
+// admissionRequest is what a transport brings to the shared pre-upgrade
+// path.
+type admissionRequest struct {
 	Transport string // metrics label (metrics.TransportWS, ...)
 	// Token is the raw bearer token; empty: ?token= or Authorization:
 	// Bearer of the request.
@@ -39,6 +41,7 @@ type admission struct {
 type admitted struct {
 	sess *session.Session
 	sub  *hub.Subscription
+	slot *admission.Slot // the place among MAX_CONNS, released when the connection ends
 }
 
 // refusal is an HTTP error answered before the upgrade (PROTOCOL.md
@@ -54,27 +57,42 @@ type refusal struct {
 func (f *refusal) write(c echo.Context) error {
 	if f.RetryAfter > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
+		c.Response().Header().Set("Cache-Control", "no-store")
 	}
 	return apiError(c, f.Status, f.Code, f.Message)
 }
 
-// admit is the one pre-upgrade path of every transport: drain, origin,
-// token, role, since, then the connect sequence of ARCHITECTURE.md "How an order travels" 6 (presence,
+// limited converts a connect-limit refusal (package admission).
+func limited(r *admission.Refusal) *refusal {
+	return &refusal{Status: r.Status, Code: r.Code, Message: r.Message, RetryAfter: r.RetryAfterSeconds()}
+}
+
+// admitSession is the one pre-upgrade path of every transport: drain,
+// connect limits (CONNECT_RATE, MAX_CONNS), origin, token, role, since,
+// MAX_CONNS_PER_MERCHANT, then the connect sequence of ARCHITECTURE.md "How an order travels" 6 (presence,
 // subscribe and state: hub.Join), which queues hello. It returns the
 // admitted session, or the refusal to answer (counted by result).
-func (s *Server) admit(r *http.Request, a admission) (*admitted, *refusal) {
+func (s *Server) admitSession(r *http.Request, a admissionRequest) (*admitted, *refusal) {
 	if !s.enter() {
 		s.m.Connects.WithLabelValues("draining").Inc()
 		return nil, &refusal{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "this replica is shutting down; reconnect with since"}
 	}
+	slot, refused := s.admit.Connect(r) // CONNECT_RATE, MAX_CONNS: before any work
+	if refused != nil {
+		s.handlers.Done()
+		return nil, limited(refused)
+	}
 	ad, f := s.admitEntered(r, a)
 	if f != nil {
+		slot.Release()
 		s.handlers.Done()
+		return nil, f
 	}
-	return ad, f
+	ad.slot = slot
+	return ad, nil
 }
 
-func (s *Server) admitEntered(r *http.Request, a admission) (*admitted, *refusal) {
+func (s *Server) admitEntered(r *http.Request, a admissionRequest) (*admitted, *refusal) {
 	if !originAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
 		s.m.Connects.WithLabelValues("origin").Inc()
 		return nil, &refusal{Status: http.StatusForbidden, Code: "origin_not_allowed", Message: "origin not allowed"}
@@ -115,6 +133,9 @@ func (s *Server) admitEntered(r *http.Request, a admission) (*admitted, *refusal
 
 	jctx, cancel := context.WithTimeout(s.base, joinTimeout)
 	defer cancel()
+	if refused := s.admit.Merchant(jctx, sess.ID(), mid); refused != nil { // MAX_CONNS_PER_MERCHANT
+		return nil, limited(refused)
+	}
 	s.presenceAdd(jctx, sess.ID(), mid)
 	sub, err := s.hub.Join(jctx, mid, sess, since)
 	if err != nil {
@@ -140,6 +161,7 @@ func (s *Server) opened(ad *admitted) {
 // over (the session has ended).
 func (s *Server) closed(ad *admitted) {
 	defer s.handlers.Done()
+	defer ad.slot.Release()
 	s.leave(ad)
 	// After leave: a reader of the gauge at zero finds nothing of the
 	// connection left (tests and benchmarks wait on it).
@@ -153,6 +175,7 @@ func (s *Server) closed(ad *admitted) {
 // answered the request).
 func (s *Server) rejected(ad *admitted) {
 	defer s.handlers.Done()
+	defer ad.slot.Release()
 	s.m.Connects.WithLabelValues("upgrade_failed").Inc()
 	ad.sess.End()
 	s.leave(ad)

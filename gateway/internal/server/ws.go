@@ -13,11 +13,11 @@ import (
 func (s *Server) handleWS(c echo.Context) error {
 	r := c.Request()
 	since, hasSince := querySince(r)
-	ad, f := s.admit(r, admission{Transport: metrics.TransportWS, Since: since, HasSince: hasSince})
+	ad, f := s.admitSession(r, admissionRequest{Transport: metrics.TransportWS, Since: since, HasSince: hasSince})
 	if f != nil {
 		return f.write(c)
 	}
-	// Origins were checked by admit against ALLOWED_ORIGINS; the library's
+	// Origins were checked by admitSession against ALLOWED_ORIGINS; the library's
 	// own same-host check would refuse every cross-origin dashboard.
 	conn, err := ws.Accept(c.Response(), r, ad.sess, ws.Config{
 		Batch:        r.URL.Query().Get("batch") == "1",
