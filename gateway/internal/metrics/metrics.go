@@ -46,7 +46,7 @@ type Metrics struct {
 	ClientFramesLimited prometheus.Counter
 	FloodCloses         prometheus.Counter
 	DeadPeerCloses      prometheus.Counter
-	LimitFailOpen      *prometheus.CounterVec // limit: checks skipped because Redis failed
+	LimitFailOpen       *prometheus.CounterVec // limit: checks skipped because Redis failed
 }
 
 // Transports, the values of the "transport" label.
