@@ -3,8 +3,7 @@ package wire
 import "net/http"
 
 // Error codes: the machine code of every HTTP error body and of the error
-// frame (PROTOCOL.md, "Errors" under "Order API", "Merchant socket" and
-// "Limits and hostile clients"). Both services use these constants; no
+// frame (PROTOCOL.md, "Errors"). Both services use these constants; no
 // other package spells a code. The list is append-only: clients switch on
 // these strings.
 const (
