@@ -18,6 +18,7 @@ import (
 	"orderpush/gateway/internal/session"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/token"
+	"orderpush/pkg/wire"
 )
 
 // admissionRequest is what a transport brings to the shared pre-upgrade
@@ -47,8 +48,7 @@ type admitted struct {
 // refusal is an HTTP error answered before the upgrade (PROTOCOL.md
 // "Merchant socket", "Limits and hostile clients").
 type refusal struct {
-	Status     int
-	Code       string
+	Code       string // pkg/wire's code; the HTTP status follows from it
 	Message    string
 	RetryAfter int // seconds; 0: no Retry-After header
 }
@@ -59,12 +59,12 @@ func (f *refusal) write(c echo.Context) error {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
 		c.Response().Header().Set("Cache-Control", "no-store")
 	}
-	return apiError(c, f.Status, f.Code, f.Message)
+	return apiError(c, f.Code, f.Message)
 }
 
 // limited converts a connect-limit refusal (package admission).
 func limited(r *admission.Refusal) *refusal {
-	return &refusal{Status: r.Status, Code: r.Code, Message: r.Message, RetryAfter: r.RetryAfterSeconds()}
+	return &refusal{Code: r.Code, Message: r.Message, RetryAfter: r.RetryAfterSeconds()}
 }
 
 // admitSession is the one pre-upgrade path of every transport: drain,
@@ -75,7 +75,7 @@ func limited(r *admission.Refusal) *refusal {
 func (s *Server) admitSession(r *http.Request, a admissionRequest) (*admitted, *refusal) {
 	if !s.enter() {
 		s.m.Connects.WithLabelValues("draining").Inc()
-		return nil, &refusal{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "this replica is shutting down; reconnect with since"}
+		return nil, &refusal{Code: wire.CodeUnavailable, Message: "this replica is shutting down; reconnect with since"}
 	}
 	slot, refused := s.admit.Connect(r) // CONNECT_RATE, MAX_CONNS: before any work
 	if refused != nil {
@@ -95,7 +95,7 @@ func (s *Server) admitSession(r *http.Request, a admissionRequest) (*admitted, *
 func (s *Server) admitEntered(r *http.Request, a admissionRequest) (*admitted, *refusal) {
 	if !originAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
 		s.m.Connects.WithLabelValues("origin").Inc()
-		return nil, &refusal{Status: http.StatusForbidden, Code: "origin_not_allowed", Message: "origin not allowed"}
+		return nil, &refusal{Code: wire.CodeOriginNotAllowed, Message: "origin not allowed"}
 	}
 	raw := a.Token
 	if raw == "" {
@@ -107,17 +107,17 @@ func (s *Server) admitEntered(r *http.Request, a admissionRequest) (*admitted, *
 	claims, err := s.verifier.Verify(raw)
 	if err != nil {
 		s.m.Connects.WithLabelValues("unauthorized").Inc()
-		return nil, &refusal{Status: http.StatusUnauthorized, Code: "unauthorized", Message: err.Error()}
+		return nil, &refusal{Code: wire.CodeUnauthorized, Message: err.Error()}
 	}
 	if claims.Role != token.RoleMerchant {
 		s.m.Connects.WithLabelValues("forbidden").Inc()
-		return nil, &refusal{Status: http.StatusForbidden, Code: "forbidden", Message: "only a merchant token opens a socket"}
+		return nil, &refusal{Code: wire.CodeForbidden, Message: "only a merchant token opens a socket"}
 	}
 	since := int64(hub.NoSince)
 	if a.HasSince {
 		if since, err = parseSince(a.Since); err != nil {
 			s.m.Connects.WithLabelValues("bad_since").Inc()
-			return nil, &refusal{Status: http.StatusBadRequest, Code: "invalid_since", Message: err.Error()}
+			return nil, &refusal{Code: wire.CodeInvalidSince, Message: err.Error()}
 		}
 	}
 	mid := claims.Subject
@@ -142,7 +142,7 @@ func (s *Server) admitEntered(r *http.Request, a admissionRequest) (*admitted, *
 		s.presenceRemove(sess.ID(), mid)
 		s.m.Connects.WithLabelValues("unavailable").Inc()
 		s.log.LogAttrs(jctx, slog.LevelWarn, "connect failed", slog.String(logging.KeyMerchant, mid), logging.Err(err))
-		return nil, &refusal{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "cannot reach the event stream; retry shortly"}
+		return nil, &refusal{Code: wire.CodeUnavailable, Message: "cannot reach the event stream; retry shortly"}
 	}
 	s.track(sess)
 	return &admitted{sess: sess, sub: sub}, nil

@@ -18,7 +18,7 @@ const processTimeout = 10 * time.Second
 // Prebuilt replies: a flood must not cost an allocation per message.
 var (
 	pongFrame        = []byte(`{"event":"pong"}`)
-	rateLimitedFrame = wire.ErrorFrame("rate_limited", "too many messages from this connection (CLIENT_MSG_RATE); slow down or the connection is closed")
+	rateLimitedFrame = wire.ErrorFrame(wire.CodeRateLimited, "too many messages from this connection (CLIENT_MSG_RATE); slow down or the connection is closed")
 )
 
 // Handle acts on one client message (PROTOCOL.md "Merchant socket",
@@ -51,7 +51,7 @@ func (s *Session) Handle(data []byte) {
 	}
 	f, err := wire.ParseClient(data)
 	if err != nil {
-		s.reply(wire.ErrorFrame("invalid_frame", err.Error()))
+		s.reply(wire.ErrorFrame(wire.CodeInvalidFrame, err.Error()))
 		return
 	}
 	switch f.Event {
@@ -67,7 +67,7 @@ func (s *Session) Handle(data []byte) {
 func (s *Session) process(orderNo string) {
 	if s.proc == nil {
 		s.m.ProcessForwards.WithLabelValues("error").Inc()
-		s.reply(wire.ErrorFrame("unavailable", "order processing is not configured on this gateway (ORDERAPI_URL)"))
+		s.reply(wire.ErrorFrame(wire.CodeUnavailable, "order processing is not configured on this gateway (ORDERAPI_URL)"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, processTimeout)
@@ -83,7 +83,7 @@ func (s *Session) process(orderNo string) {
 	default:
 		s.m.ProcessForwards.WithLabelValues("error").Inc()
 		s.logf(slog.LevelWarn, "process forward failed", slog.String(logging.KeyOrderNo, orderNo), logging.Err(err))
-		s.reply(wire.ErrorFrame("unavailable", "the order api did not answer; try again"))
+		s.reply(wire.ErrorFrame(wire.CodeUnavailable, "the order api did not answer; try again"))
 	}
 }
 
