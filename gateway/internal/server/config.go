@@ -14,6 +14,7 @@ import (
 
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/web"
 	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
@@ -39,6 +40,9 @@ type Config struct {
 	ReplayMax      int                // REPLAY_MAX, default 10000: longest replay before resync
 	DrainSpread    time.Duration      // DRAIN_SPREAD, default 2s: closing sockets on SIGTERM is spread over this
 	PingInterval   time.Duration      // PING_INTERVAL, default 25s: keepalive pings
+	// DashboardAPIURL is DASHBOARD_API_URL: the order API's base URL as the
+	// dashboard calls it; default unset: /api on the page's own origin.
+	DashboardAPIURL string
 
 	// Not from the environment (tests): zero means the package default.
 	BeatInterval time.Duration // presence heartbeat, default 3 s
@@ -64,6 +68,13 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		ReplayMax:     l.Int("REPLAY_MAX", hub.DefaultReplayMax, 1, 10_000_000),
 		DrainSpread:   l.Duration("DRAIN_SPREAD", 2*time.Second, 0, 8*time.Second),
 		PingInterval:  l.Duration("PING_INTERVAL", socket.DefaultPingInterval, time.Second, time.Hour),
+	}
+	if v := l.String("DASHBOARD_API_URL", ""); v != "" {
+		if u, err := web.ParseAPIURL(v); err != nil {
+			l.Fail("DASHBOARD_API_URL", "%v", err)
+		} else {
+			c.DashboardAPIURL = u.String()
+		}
 	}
 	if c.NodeID == "" {
 		c.NodeID = defaultNodeID()
