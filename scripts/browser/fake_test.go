@@ -92,7 +92,7 @@ func (f *fakeGateway) serveWS(w http.ResponseWriter, r *http.Request) {
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]wire.ErrorData{"error": {Code: code, Message: msg}})
+	_ = json.NewEncoder(w).Encode(wire.NewErrorBody(code, msg))
 }
 
 func (f *fakeGateway) serveList(w http.ResponseWriter, r *http.Request) {
