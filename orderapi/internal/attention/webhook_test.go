@@ -320,12 +320,16 @@ func TestHostileReceivers(t *testing.T) {
 		env := start(t, apitest.Options{}, rcv, settings{attemptTimeout: 500 * time.Millisecond})
 		m := redistest.Unique("att-silent")
 		p := placeOrder(t, env, m)
-		waitFor(t, 20*time.Second, "two timeouts counted", func() bool {
-			return attempts(t, env.Registry, wire.AlertUndelivered, attention.OutcomeTimeout) >= 2
+		waitFor(t, 20*time.Second, "two timed-out attempts recorded", func() bool {
+			a := alertsOf(t, env, m, p.OrderNo)
+			return len(a) == 1 && a[0].Attempts >= 2
 		})
+		if n := attempts(t, env.Registry, wire.AlertUndelivered, attention.OutcomeTimeout); n < 2 {
+			t.Fatalf("%v timeouts counted, want at least 2", n)
+		}
 		placeOrder(t, env, m)
-		if a := alertsOf(t, env, m, p.OrderNo); len(a) != 1 || a[0].CompletedAt != nil || a[0].Attempts < 2 {
-			t.Fatalf("alerts %+v: want one, not completed, attempted at least twice", a)
+		if a := alertsOf(t, env, m, p.OrderNo); len(a) != 1 || a[0].CompletedAt != nil {
+			t.Fatalf("alerts %+v: want one, not completed", a)
 		}
 	})
 	t.Run("redirect", func(t *testing.T) {

@@ -65,6 +65,9 @@ func (a *api) getOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if alerts == nil {
+		return c.JSON(http.StatusOK, o) // the webhook is off
+	}
 	return c.JSON(http.StatusOK, orderWithAlerts{o, alerts})
 }
 

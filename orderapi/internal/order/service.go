@@ -45,6 +45,9 @@ type Deps struct {
 	// Placed, when set, is told about every committed order (the
 	// attention webhook's presence check); it must not block.
 	Placed func(wire.Order)
+	// AlertsOn: the attention webhook is configured, so an order read
+	// with GET /orders/{orderNo} shows its alerts.
+	AlertsOn bool
 }
 
 // Service implements the order API.

@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	}
 	orders := order.New(order.Deps{
 		Store: s.store, Outbox: s.outbox, Presence: pres, Streams: streams,
-		Metrics: m, Logger: d.Logger, Placed: placed,
+		Metrics: m, Logger: d.Logger, Placed: placed, AlertsOn: cfg.Attention.On(),
 	})
 	e := httpapi.New(httpapi.Config{
 		Orders: orders, Verifier: verifier, Metrics: m, Gatherer: d.Registry, Logger: d.Logger,

@@ -230,7 +230,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	opts = append(opts, goose.WithDisableGlobalRegistry(true), goose.WithSlog(s.opt.Logger))
+	// A database may have a later version applied before an earlier one
+	// is added (versions are numbered when work starts, not when it
+	// lands); each migration stands alone, so apply what is missing.
+	opts = append(opts, goose.WithDisableGlobalRegistry(true), goose.WithSlog(s.opt.Logger),
+		goose.WithAllowOutofOrder(true))
 	p, err := goose.NewProvider(dialect, s.w.DB, sub, opts...)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
