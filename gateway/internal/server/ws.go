@@ -83,15 +83,15 @@ func (s *Server) handleWS(c echo.Context) error {
 		refused.Write(c.Response())
 		return nil
 	}
-	s.presenceAdd(jctx, sock.ID(), mid)
+	s.presence.Add(jctx, sock)
 	sub, err := s.hub.Join(jctx, mid, sock, since)
 	if err != nil {
-		s.presenceRemove(sock.ID(), mid)
+		s.presence.Remove(sock)
 		s.m.Connects.WithLabelValues("unavailable").Inc()
 		s.log.LogAttrs(jctx, slog.LevelWarn, "connect failed", slog.String(logging.KeyMerchant, mid), logging.Err(err))
 		return apiError(c, wire.CodeUnavailable, "cannot reach the event stream; retry shortly")
 	}
-	s.track(sock)
+	s.open(sock)
 	// Origins were checked above against ALLOWED_ORIGINS; the library's own
 	// same-host check would refuse every cross-origin dashboard.
 	conn, err := sock.Accept(c.Response(), r, &websocket.AcceptOptions{
@@ -131,8 +131,18 @@ func (s *Server) serveSocket(sock *socket.Socket, sub *hub.Subscription, conn *w
 // leave undoes the connect sequence's registrations.
 func (s *Server) leave(sock *socket.Socket, sub *hub.Subscription) {
 	sub.Leave()
-	s.untrack(sock)
-	s.presenceRemove(sock.ID(), sock.Merchant())
+	s.presence.Remove(sock)
+}
+
+// open makes a socket whose hello is queued reachable for notices and the
+// drain. One that opens after the drain took its list is closed here:
+// draining is set before the list is taken and read after the socket is
+// listed, so every socket is closed by one or the other.
+func (s *Server) open(sock *socket.Socket) {
+	s.presence.Open(sock)
+	if s.draining.Load() {
+		sock.Close(1001, "going away")
+	}
 }
 
 // enter admits a socket handler unless the server drains.
