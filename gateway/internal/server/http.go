@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"orderpush/gateway/web"
 	"orderpush/pkg/wire"
 )
 
@@ -30,7 +29,7 @@ func (s *Server) routes() *echo.Echo {
 	})
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
-	e.Match([]string{http.MethodGet, http.MethodHead}, "/*", echo.WrapHandler(web.Handler()))
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/*", echo.WrapHandler(s.web))
 	return e
 }
 

@@ -29,6 +29,7 @@ import (
 	"orderpush/gateway/internal/presence"
 	"orderpush/gateway/internal/socket"
 	"orderpush/gateway/internal/subscriber"
+	"orderpush/gateway/web"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
@@ -66,6 +67,7 @@ type Server struct {
 	subs     *subscriber.Subscriber
 	echo     *echo.Echo
 	http     *http.Server
+	web      *web.Handler // the dashboard and /client.js
 
 	base     context.Context // lives until the server stopped; parent of socket work
 	stop     context.CancelFunc
@@ -125,6 +127,9 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		TrustedProxies: cfg.TrustedProxies, ConnectRate: cfg.ConnectRate, MaxConns: cfg.MaxConns,
 		MaxConnsPerMerchant: cfg.MaxConnsPerMerchant,
 	}, s.presence, s.m.Connects, s.m.LimitFailOpen, log)
+	if s.web, err = web.New(web.Options{APIURL: cfg.DashboardAPIURL}); err != nil {
+		return nil, err
+	}
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.echo = s.routes()
 	return s, nil
