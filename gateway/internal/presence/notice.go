@@ -1,7 +1,7 @@
 package presence
 
 import (
-	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/pkg/wire"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"orderpush/gateway/internal/metrics"
-	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/pkg/logging"
 	redispresence "orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"

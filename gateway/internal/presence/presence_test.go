@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"orderpush/gateway/internal/metrics"
-	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/gateway/internal/subscriber"
 	redispresence "orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"

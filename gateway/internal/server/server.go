@@ -27,7 +27,7 @@ import (
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/gateway/internal/presence"
-	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/internal/session"
 	"orderpush/gateway/internal/subscriber"
 	"orderpush/gateway/web"
 	"orderpush/pkg/logging"
@@ -59,7 +59,7 @@ type Server struct {
 	m        *metrics.Metrics
 	gatherer prometheus.Gatherer
 	rdb      redis.UniversalClient
-	presence *presence.Presence[*socket.Socket] // registry, heartbeat, notices
+	presence *presence.Presence[*session.Session] // registry, heartbeat, notices
 	verifier *token.Verifier
 	admit    *admission.Admission // connect limits, before the upgrade
 	api      *orderapi.Client     // nil without ORDERAPI_URL
@@ -116,7 +116,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	// filled once they exist, before anything subscribes.
 	route := new(presence.Router)
 	s.subs = subscriber.New(s.rdb, route, log, s.m)
-	s.presence = presence.New[*socket.Socket](presence.Config{
+	s.presence = presence.New[*session.Session](presence.Config{
 		Node: cfg.NodeID, BeatInterval: cfg.BeatInterval, TTL: cfg.PresenceTTL,
 	}, presence.Deps{Redis: s.rdb, Subscriber: s.subs, Log: log, Metrics: s.m})
 	s.hub = hub.New(hub.Config{
@@ -243,7 +243,7 @@ func (s *Server) closeSockets(ctx context.Context) {
 			case <-ctx.Done():
 			}
 		}
-		c.Close(1001, "going away")
+		c.Close(session.GoingAway, "going away")
 	}
 }
 
