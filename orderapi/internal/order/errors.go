@@ -3,6 +3,7 @@ package order
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes of PROTOCOL.md ("Order API", Errors). The HTTP layer maps each
@@ -15,6 +16,8 @@ const (
 	CodeNotFound        = "not_found"
 	CodePayloadTooLarge = "payload_too_large"
 	CodeUnavailable     = "unavailable"
+	// CodeRateLimited (429) is version 1.1's answer over ORDER_RATE.
+	CodeRateLimited = "rate_limited"
 )
 
 // Error is a failure the client is told about: a machine code and a message
@@ -23,6 +26,9 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error
+	// RetryAfter, when positive, is sent as the Retry-After header in
+	// whole seconds (rate_limited).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
