@@ -28,6 +28,7 @@ import (
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/gateway/internal/socket"
 	"orderpush/gateway/internal/subscriber"
+	"orderpush/gateway/web"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
@@ -69,6 +70,7 @@ type Server struct {
 	echo     *echo.Echo
 	http     *http.Server
 	nodeChan string
+	web      *web.Handler // the dashboard and /client.js
 
 	base     context.Context // lives until the server stopped; parent of socket work
 	stop     context.CancelFunc
@@ -128,6 +130,9 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	s.hub = hub.New(hub.Config{
 		Node: cfg.NodeID, GapWait: cfg.GapWait, ReplayMax: uint64(max(cfg.ReplayMax, 0)), Buffer: cfg.SendQueueSize,
 	}, s.subs, src, log, s.m)
+	if s.web, err = web.New(web.Options{APIURL: cfg.DashboardAPIURL}); err != nil {
+		return nil, err
+	}
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.echo = s.routes()
 	return s, nil

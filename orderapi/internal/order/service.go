@@ -89,7 +89,7 @@ func (s *Service) Create(ctx context.Context, c Caller, body []byte) (wire.Order
 	// Before any other work, so a flood costs one Redis call per request.
 	if c.Role == token.RoleMember {
 		if ok, wait := s.d.OrderRate.Allow(ctx, c.Subject); !ok {
-			return wire.Order{}, store.Event{}, &Error{Code: CodeRateLimited, RetryAfter: wait,
+			return wire.Order{}, store.Event{}, &Error{Code: wire.CodeRateLimited, RetryAfter: wait,
 				Message: "too many orders from this member (ORDER_RATE); retry after the Retry-After seconds"}
 		}
 	}
