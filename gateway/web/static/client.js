@@ -89,6 +89,7 @@ export class Client {
     this._attempt = 0;
     this._liveAt = 0;
     this._wsFailures = 0;
+    this._sseFailures = 0;
     this._retryTimer = 0;
     this._retryAt = 0;
     this._ackWant = 0;
@@ -280,6 +281,7 @@ export class Client {
       this._attempt = 0;
       this._liveAt = Date.now();
       if (this._conn && this._conn.kind === 'ws') this._wsFailures = 0;
+      if (this._conn && this._conn.kind === 'sse') this._sseFailures = 0;
       this._setState({ state: 'live', node: this.info.node, attempt: 0, retryIn: 0, code: 0, reason: '' });
     }
     this._emit('hello', { ...f, fresh, missed, fromTab: !!fromLeader });
@@ -534,6 +536,7 @@ export class Client {
       if (this._closed || gen !== this._gen || this._conn) return;
       if (res && [400, 401, 403, 429, 503].includes(res.status)) { await this._refused(gen, res, 'ws'); return; }
     }
+    if (kind === 'sse' && !helloSeen) this._sseFailed();
     if (kind === 'ws' && !helloSeen) {
       this._wsFailures++;
       if (this._wsFailures >= this.opts.fallbackAfter && this.opts.transports.includes('sse')) {
@@ -542,12 +545,30 @@ export class Client {
         return;
       }
     }
-    if (code === CLOSE_POLICY) { await this._renewToken(gen, 'expired', { status: 0, code: 'token_expired', message: 'close 1008' }); return; }
+    if (code === CLOSE_POLICY) {
+      // 1008 is token expiry, or a flood of client frames (PROTOCOL.md,
+      // "Limits and hostile clients"): a token with time left is kept and
+      // the client backs off instead.
+      if (expiresIn(this.token) > 5000) { this._attempt = Math.max(this._attempt, 2); this._retry(code, 'policy (too many frames)'); return; }
+      await this._renewToken(gen, 'expired', { status: 0, code: 'token_expired', message: 'close 1008' });
+      return;
+    }
     // At once, unless the connection lived under a second (then a replica
     // that keeps ending streams at once is not hammered).
     if (code === CLOSE_GOING_AWAY && helloSeen) { this._retry(code, 'replica went away', Date.now() - this._liveAt < 1000 ? undefined : 0); return; }
     if (code === CLOSE_TRY_AGAIN) { this._attempt = Math.max(this._attempt, 2); this._retry(code, 'server busy'); return; }
     this._retry(code, opened ? 'connection lost' : 'cannot connect');
+  }
+
+  // _sseFailed counts an SSE attempt that brought no hello; after as many
+  // as made WebSocket give way, WebSocket gets one more try (neither is
+  // known to work: alternate rather than insist on one).
+  _sseFailed() {
+    this._sseFailures++;
+    if (this._sseFailures >= this.opts.fallbackAfter && this.opts.transports.includes('ws')) {
+      this._sseFailures = 0;
+      this._wsFailures = this.opts.fallbackAfter - 1;
+    }
   }
 
   // _refused handles an HTTP refusal of /ws or /sse.
@@ -560,6 +581,7 @@ export class Client {
     if (res.status === 403) { this._stopAuth(why); return; }
     if (res.status === 400 && e.code === 'invalid_since') { this.seq = null; this._retry(0, 'since refused', 0); return; }
     if (kind === 'sse' && res.status !== 429 && res.status !== 503) {
+      this._sseFailed();
       this._retry(0, `SSE refused (${res.status})`);
       return;
     }
@@ -715,15 +737,26 @@ function wsForm(u) {
   return u;
 }
 
-// subject reads the token's sub (no verification: the server verifies), to
-// name the tab lock and the HTTP ack path.
-function subject(token) {
+// claims reads the token's payload (no verification: the server verifies).
+function claims(token) {
   try {
     const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
     const json = decodeURIComponent(Array.from(atob(b64), (c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join(''));
-    const sub = JSON.parse(json).sub;
-    return typeof sub === 'string' ? sub : '';
+    const c = JSON.parse(json);
+    return c && typeof c === 'object' ? c : {};
   } catch {
-    return '';
+    return {};
   }
+}
+
+// subject is the token's sub, naming the tab lock and the HTTP ack path.
+function subject(token) {
+  const sub = claims(token).sub;
+  return typeof sub === 'string' ? sub : '';
+}
+
+// expiresIn is how many ms the token has left (0 when expired or unknown).
+function expiresIn(token) {
+  const exp = claims(token).exp;
+  return typeof exp === 'number' ? Math.max(0, exp * 1000 - Date.now()) : 0;
 }
