@@ -187,7 +187,7 @@ func TestKeepalivePing(t *testing.T) {
 
 // TestDeadPeer: a peer that stops reading (so it answers no ping) is
 // dropped PingTimeout after a ping, counted once; coder/websocket's Ping
-// alone would leave it open (STACK.md).
+// alone would leave it open.
 func TestDeadPeer(t *testing.T) {
 	s, m := newSession(session.Identity{}, session.Config{})
 	ended := make(chan time.Time, 1)
