@@ -30,6 +30,7 @@ import (
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
+	"orderpush/pkg/redismetrics"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
 )
@@ -101,6 +102,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		}
 	}
 	s.rdb = cfg.Redis.NewRedis("gateway:" + cfg.NodeID)
+	redismetrics.Instrument(s.rdb, reg, "gateway")
 	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	s.presence = presence.New(s.rdb, cfg.PresenceTTL)
 	s.adds = &addBatcher{rdb: s.rdb, node: cfg.NodeID}
