@@ -7,13 +7,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
 	"time"
 
+	"orderpush/gateway/internal/admission"
 	"orderpush/gateway/internal/hub"
-	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/internal/session"
+	"orderpush/gateway/internal/transport/ws"
+	"orderpush/gateway/web"
 	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
@@ -39,9 +43,19 @@ type Config struct {
 	ReplayMax      int                // REPLAY_MAX, default 10000: longest replay before resync
 	DrainSpread    time.Duration      // DRAIN_SPREAD, default 2s: closing sockets on SIGTERM is spread over this
 	PingInterval   time.Duration      // PING_INTERVAL, default 25s: keepalive pings
+	// DashboardAPIURL is DASHBOARD_API_URL: the order API's base URL as the
+	// dashboard calls it; default unset: /api on the page's own origin.
+	DashboardAPIURL string
+
+	// Connect admission (PROTOCOL.md, "Limits and hostile clients"); 0 is off.
+	TrustedProxies      []netip.Prefix // TRUSTED_PROXIES, default 127.0.0.1/32,::1/128; "none": no proxy is believed
+	ConnectRate         config.Rate    // CONNECT_RATE, default 20/s per client IP (burst 40)
+	MaxConns            int            // MAX_CONNS, default 90% of the open-file limit
+	MaxConnsPerMerchant int            // MAX_CONNS_PER_MERCHANT, default 50, across replicas
 
 	// Not from the environment (tests): zero means the package default.
 	BeatInterval time.Duration // presence heartbeat, default 3 s
+	ReadTimeout  time.Duration // non-upgraded requests (see Serve), default 30 s
 	PresenceTTL  time.Duration // presence liveness, default 10 s
 }
 
@@ -56,14 +70,30 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		JWT:           l.JWT(),
 		HistorySize:   l.Int("HISTORY_SIZE", stream.DefaultHistorySize, 1, 1_000_000),
 		HistoryTTL:    l.Duration("HISTORY_TTL", stream.DefaultHistoryTTL, time.Second, 365*24*time.Hour),
-		SendQueueSize: l.Int("SEND_QUEUE_SIZE", socket.DefaultQueueSize, 1, 1<<16),
+		SendQueueSize: l.Int("SEND_QUEUE_SIZE", session.DefaultQueueSize, 1, 1<<16),
 		OrderAPIURL:   l.String("ORDERAPI_URL", ""),
 		OrderAPIToken: l.String("ORDERAPI_TOKEN", ""),
 		PprofAddr:     l.String("PPROF_ADDR", ""),
 		GapWait:       l.Duration("GAP_WAIT", hub.DefaultGapWait, time.Millisecond, 10*time.Second),
 		ReplayMax:     l.Int("REPLAY_MAX", hub.DefaultReplayMax, 1, 10_000_000),
 		DrainSpread:   l.Duration("DRAIN_SPREAD", 2*time.Second, 0, 8*time.Second),
-		PingInterval:  l.Duration("PING_INTERVAL", socket.DefaultPingInterval, time.Second, time.Hour),
+		PingInterval:  l.Duration("PING_INTERVAL", ws.DefaultPingInterval, time.Second, time.Hour),
+
+		ConnectRate:         l.Rate("CONNECT_RATE", admission.DefaultConnectRate),
+		MaxConns:            l.Int("MAX_CONNS", admission.DefaultMaxConns(), 0, 100_000_000),
+		MaxConnsPerMerchant: l.Int("MAX_CONNS_PER_MERCHANT", admission.DefaultMaxConnsPerMerchant, 0, 1_000_000),
+	}
+	proxies, err := admission.ParseTrustedProxies(l.String("TRUSTED_PROXIES", admission.DefaultTrustedProxies))
+	if err != nil {
+		l.Fail("TRUSTED_PROXIES", "%v", err)
+	}
+	c.TrustedProxies = proxies
+	if v := l.String("DASHBOARD_API_URL", ""); v != "" {
+		if u, err := web.ParseAPIURL(v); err != nil {
+			l.Fail("DASHBOARD_API_URL", "%v", err)
+		} else {
+			c.DashboardAPIURL = u.String()
+		}
 	}
 	if c.NodeID == "" {
 		c.NodeID = defaultNodeID()
@@ -73,7 +103,8 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 	if c.PprofAddr != "" {
 		c.PprofAddr = l.Addr("PPROF_ADDR", "")
 	}
-	origins, err := parseOrigins(l.String("ALLOWED_ORIGINS", ""))
+	var origins []string
+	origins, err = parseOrigins(l.String("ALLOWED_ORIGINS", ""))
 	if err != nil {
 		l.Fail("ALLOWED_ORIGINS", "%v", err)
 	}
@@ -104,6 +135,13 @@ func OneLine(err error) string {
 		return strings.Join(parts, "; ")
 	}
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+func (c Config) readTimeout() time.Duration {
+	if c.ReadTimeout > 0 {
+		return c.ReadTimeout
+	}
+	return defaultReadTimeout
 }
 
 func (c Config) beatInterval() time.Duration {

@@ -6,13 +6,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"orderpush/gateway/web"
 	"orderpush/pkg/wire"
 )
 
@@ -29,8 +29,32 @@ func (s *Server) routes() *echo.Echo {
 	})
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
-	e.Match([]string{http.MethodGet, http.MethodHead}, "/*", echo.WrapHandler(web.Handler()))
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/*", echo.WrapHandler(s.web))
 	return e
+}
+
+// keepStreamsReading lifts ReadTimeout from GET requests to the
+// connection endpoints. http.Server.ReadTimeout is a deadline on the whole
+// connection from the start of the request: a hijacked WebSocket has it
+// cleared by net/http, but a response that stays open without hijacking
+// (an SSE stream, a long-poll) would see net/http's background read time
+// out and its request context cancelled, ending the stream after
+// ReadTimeout. Those GETs have no body to protect, so their read deadline
+// is cleared before any handler runs; bodies of other requests (POSTs)
+// stay bounded.
+func keepStreamsReading(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && streamPath(r.URL.Path) {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// streamPath reports whether a path is one of the long-lived connection
+// endpoints (PROTOCOL.md, "Merchant socket", "Other transports").
+func streamPath(p string) bool {
+	return p == "/ws" || p == "/sse" || strings.HasPrefix(p, "/socket.io/")
 }
 
 // readyz is 200 while Redis answers and the replica is not draining.
@@ -53,9 +77,30 @@ func (s *Server) readyz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 }
 
-// apiError writes PROTOCOL.md's error shape.
-func apiError(c echo.Context, status int, code, msg string) error {
-	return c.JSON(status, map[string]wire.ErrorData{"error": {Code: code, Message: msg}})
+// apiError writes PROTOCOL.md's error shape with the code's status.
+func apiError(c echo.Context, code, msg string) error {
+	return c.JSON(wire.HTTPStatus(code), wire.NewErrorBody(code, msg))
+}
+
+// codeOf names the error code of an HTTP error Echo raised by itself.
+// None of the gateway's routes answers a bare 400 (the socket endpoint
+// checks its parameters and says invalid_since); should one come, its input
+// can only be a query parameter or header, i.e. invalid_field.
+func codeOf(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return wire.CodeInvalidField
+	case http.StatusUnauthorized:
+		return wire.CodeUnauthorized
+	case http.StatusForbidden:
+		return wire.CodeForbidden
+	case http.StatusNotFound:
+		return wire.CodeNotFound
+	case http.StatusMethodNotAllowed:
+		return wire.CodeMethodNotAllowed
+	default:
+		return wire.CodeInternal
+	}
 }
 
 // httpError renders every Echo error in the same shape.
@@ -73,21 +118,13 @@ func (s *Server) httpError(err error, c echo.Context) {
 			msg = http.StatusText(status)
 		}
 	}
-	code := map[int]string{
-		http.StatusNotFound:         "not_found",
-		http.StatusMethodNotAllowed: "method_not_allowed",
-		http.StatusBadRequest:       "invalid_request",
-		http.StatusUnauthorized:     "unauthorized",
-		http.StatusForbidden:        "forbidden",
-	}[status]
-	if code == "" {
-		code = "internal"
-	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)
 		return
 	}
-	_ = apiError(c, status, code, msg)
+	// The status stays Echo's (e.g. 500 for a recovered panic, 413 should a
+	// limit middleware raise it); the code is the contract's name for it.
+	_ = c.JSON(status, wire.NewErrorBody(codeOf(status), msg))
 }
 
 // servePprof serves net/http/pprof on PPROF_ADDR (debugging only; keep it
@@ -103,7 +140,19 @@ func (s *Server) servePprof() (func(), error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// A CPU profile or trace streams for ?seconds=N: its GET must not be
+	// cut by ReadTimeout (see keepStreamsReading).
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet {
+				_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+			}
+			mux.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       defaultReadTimeout,
+		IdleTimeout:       idleTimeout,
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

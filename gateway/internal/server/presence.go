@@ -2,14 +2,12 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"time"
 
-	"orderpush/gateway/internal/sendq"
-	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/internal/session"
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/pkg/logging"
-	"orderpush/pkg/presence"
 	"orderpush/pkg/wire"
 )
 
@@ -117,15 +115,11 @@ func (s *Server) readdAll() {
 	}
 }
 
-// notice delivers a presence.Notice from this replica's channel to the one
+// notice delivers a wire.Notice from this replica's channel to the one
 // socket it names.
 func (s *Server) notice(payload []byte) {
-	var n presence.Notice
-	if err := json.Unmarshal(payload, &n); err != nil || n.ConnID == "" {
-		s.m.Notices.WithLabelValues("bad").Inc()
-		return
-	}
-	if _, err := wire.ParseHead(n.Frame); err != nil {
+	n, err := wire.ParseNotice(payload)
+	if err != nil {
 		s.m.Notices.WithLabelValues("bad").Inc()
 		return
 	}
@@ -144,17 +138,17 @@ func (s *Server) notice(payload []byte) {
 }
 
 // track makes a socket reachable for notices and the drain.
-func (s *Server) track(c *socket.Socket) {
+func (s *Server) track(c *session.Session) {
 	s.mu.Lock()
 	s.conns[c.ID()] = c
 	draining := s.draining.Load()
 	s.mu.Unlock()
 	if draining {
-		c.Close(1001, "going away")
+		c.Close(session.GoingAway, "going away")
 	}
 }
 
-func (s *Server) untrack(c *socket.Socket) {
+func (s *Server) untrack(c *session.Session) {
 	s.mu.Lock()
 	delete(s.conns, c.ID())
 	s.mu.Unlock()

@@ -21,12 +21,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"orderpush/gateway/internal/admission"
 	"orderpush/gateway/internal/backfill"
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
-	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/internal/session"
 	"orderpush/gateway/internal/subscriber"
+	"orderpush/gateway/web"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
@@ -38,6 +40,15 @@ import (
 // drainBudget is how long the drain may take: PROTOCOL.md wants exit within
 // 10 s of SIGTERM.
 const drainBudget = 9 * time.Second
+
+// idleTimeout closes keep-alive HTTP connections (health checks,
+// metrics scrapes, dashboard assets) that sit unused; upgraded sockets are
+// not HTTP connections any more and are not affected.
+const idleTimeout = 2 * time.Minute
+
+// defaultReadTimeout bounds reading a whole non-upgraded request, body
+// included (a slow-body client holds a connection and a goroutine).
+const defaultReadTimeout = 30 * time.Second
 
 // joinTimeout bounds the connect sequence before the upgrade (presence,
 // subscribe, state).
@@ -53,12 +64,14 @@ type Server struct {
 	presence *presence.Registry
 	adds     *addBatcher // presence adds of concurrent connects, batched
 	verifier *token.Verifier
-	api      *orderapi.Client // nil without ORDERAPI_URL
+	admit    *admission.Admission // connect limits, before the upgrade
+	api      *orderapi.Client     // nil without ORDERAPI_URL
 	hub      *hub.Hub
 	subs     *subscriber.Subscriber
 	echo     *echo.Echo
 	http     *http.Server
 	nodeChan string
+	web      *web.Handler // the dashboard and /client.js
 
 	base     context.Context // lives until the server stopped; parent of socket work
 	stop     context.CancelFunc
@@ -68,8 +81,8 @@ type Server struct {
 	reregs   atomic.Bool    // a re-registration runs
 
 	mu       sync.Mutex
-	conns    map[string]*socket.Socket // guarded by mu: open sockets by id
-	removals map[string]string         // guarded by mu: failed presence removals, conn -> merchant
+	conns    map[string]*session.Session // guarded by mu: open sockets by id
+	removals map[string]string           // guarded by mu: failed presence removals, conn -> merchant
 
 	// connState, when set (tests), sees every HTTP connection's state.
 	connState func(net.Conn, http.ConnState)
@@ -92,7 +105,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		gatherer: reg,
 		verifier: verifier,
 		nodeChan: rediskey.NodeChannel(cfg.NodeID),
-		conns:    make(map[string]*socket.Socket),
+		conns:    make(map[string]*session.Session),
 		removals: make(map[string]string),
 	}
 	if cfg.OrderAPIURL != "" {
@@ -106,6 +119,10 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	s.presence = presence.New(s.rdb, cfg.PresenceTTL)
 	s.adds = &addBatcher{rdb: s.rdb, node: cfg.NodeID}
+	s.admit = admission.New(admission.Config{
+		TrustedProxies: cfg.TrustedProxies, ConnectRate: cfg.ConnectRate, MaxConns: cfg.MaxConns,
+		MaxConnsPerMerchant: cfg.MaxConnsPerMerchant, Node: cfg.NodeID,
+	}, s.presence, s.m.Connects, s.m.LimitFailOpen, log)
 	var api backfill.API
 	if s.api != nil {
 		api = s.api
@@ -115,6 +132,9 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	s.hub = hub.New(hub.Config{
 		Node: cfg.NodeID, GapWait: cfg.GapWait, ReplayMax: uint64(max(cfg.ReplayMax, 0)), Buffer: cfg.SendQueueSize,
 	}, s.subs, src, log, s.m)
+	if s.web, err = web.New(web.Options{APIURL: cfg.DashboardAPIURL}); err != nil {
+		return nil, err
+	}
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.echo = s.routes()
 	return s, nil
@@ -134,8 +154,10 @@ func (s *Server) Run(ctx context.Context) error {
 // is removed. It returns nil after a clean drain.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.http = &http.Server{
-		Handler:           s.echo,
+		Handler:           keepStreamsReading(s.echo),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       s.cfg.readTimeout(),
+		IdleTimeout:       idleTimeout,
 		ConnState:         s.connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
@@ -257,7 +279,7 @@ func (s *Server) closeSockets(ctx context.Context) {
 			case <-ctx.Done():
 			}
 		}
-		c.Close(1001, "going away")
+		c.Close(session.GoingAway, "going away")
 	}
 }
 
@@ -273,10 +295,10 @@ func (s *Server) shutdownRedis() {
 	}
 }
 
-func (s *Server) snapshot() []*socket.Socket {
+func (s *Server) snapshot() []*session.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*socket.Socket, 0, len(s.conns))
+	out := make([]*session.Session, 0, len(s.conns))
 	for _, c := range s.conns {
 		out = append(out, c)
 	}
