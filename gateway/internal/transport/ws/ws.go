@@ -159,7 +159,7 @@ func (c *Conn) stopPing() {
 // then arms the next one. It runs on the timer's own goroutine, which lives
 // only while a ping is in flight. A peer that does not answer within
 // PING_TIMEOUT is dead (it vanished, or stopped reading): coder/websocket's
-// Ping returns an error then but does not close the connection (checked against v1.8.15),
+// Ping returns an error then but does not close the connection (Conn.Ping),
 // so the session is aborted here, which ends the reader and takes the
 // connection out of presence at once.
 func (c *Conn) keepalive() {
