@@ -4,6 +4,10 @@
 package metrics
 
 import (
+	"context"
+	"math"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -17,6 +21,11 @@ type Metrics struct {
 	RelayPublished prometheus.Counter
 	EventsPruned   prometheus.Counter
 	NoticesSent    prometheus.Counter
+	// OrdersRateLimited counts POST /orders refused over ORDER_RATE;
+	// RateLimitFailOpen counts orders let through without asking Redis
+	// (it failed or was recently down).
+	OrdersRateLimited prometheus.Counter
+	RateLimitFailOpen prometheus.Counter
 	// HTTPDuration is labelled by route template (e.g. /orders/:orderNo),
 	// method and status code.
 	HTTPDuration *prometheus.HistogramVec
@@ -43,6 +52,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		NoticesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderapi_notices_sent_total", Help: "Notices routed to a gateway replica.",
 		}),
+		OrdersRateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderapi_orders_rate_limited_total", Help: "Orders refused with 429 over ORDER_RATE.",
+		}),
+		RateLimitFailOpen: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderapi_rate_limit_fail_open_total", Help: "Orders let through without a rate decision because Redis did not answer.",
+		}),
 		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderapi_http_request_duration_seconds",
 			Help:    "HTTP request duration by route template, method and status code.",
@@ -52,6 +67,28 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.PublishErrors.WithLabelValues("fast")
 	m.PublishErrors.WithLabelValues("relay")
 	reg.MustRegister(m.OrdersCreated, m.OrdersProcessed, m.PublishErrors, m.RelayPublished,
-		m.EventsPruned, m.NoticesSent, m.HTTPDuration)
+		m.EventsPruned, m.NoticesSent, m.OrdersRateLimited, m.RateLimitFailOpen, m.HTTPDuration)
 	return m
+}
+
+// backlogTimeout bounds the scrape-time count of the outbox backlog.
+const backlogTimeout = time.Second
+
+// RegisterBacklog registers orderapi_outbox_backlog on reg: events committed
+// but not yet published, counted by count at each scrape (the count is the
+// database's, so every replica reports the same number). NaN when the
+// database does not answer within a second.
+func RegisterBacklog(reg prometheus.Registerer, count func(context.Context) (int64, error)) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "orderapi_outbox_backlog",
+		Help: "Events committed but not yet published to Redis (the same on every replica: a database count).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
+		defer cancel()
+		n, err := count(ctx)
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(n)
+	}))
 }
