@@ -27,6 +27,7 @@ import (
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/gateway/internal/socket"
 	"orderpush/gateway/internal/subscriber"
+	"orderpush/gateway/internal/transport/socketio"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
@@ -55,6 +56,7 @@ type Server struct {
 	api      *orderapi.Client // nil without ORDERAPI_URL
 	hub      *hub.Hub
 	subs     *subscriber.Subscriber
+	sio      *socketio.Server
 	echo     *echo.Echo
 	http     *http.Server
 	nodeChan string
@@ -114,6 +116,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		Node: cfg.NodeID, GapWait: cfg.GapWait, ReplayMax: uint64(max(cfg.ReplayMax, 0)), Buffer: cfg.SendQueueSize,
 	}, s.subs, src, log, s.m)
 	s.base, s.stop = context.WithCancel(context.Background())
+	s.sio = s.newSocketIO()
 	s.echo = s.routes()
 	return s, nil
 }
@@ -211,6 +214,7 @@ func (s *Server) drain(ctx context.Context) error {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "presence leave failed", logging.Err(err))
 	}
 	s.closeSockets(ctx)
+	s.closeSocketIO(ctx)
 	waited := make(chan struct{})
 	go func() {
 		s.handlers.Wait()
@@ -262,6 +266,7 @@ func (s *Server) closeSockets(ctx context.Context) {
 // shutdownRedis stops everything that uses Redis, then the clients.
 func (s *Server) shutdownRedis() {
 	s.stop()
+	s.sio.Close()
 	s.hub.Close()
 	_ = s.subs.Close()
 	s.bg.Wait()
