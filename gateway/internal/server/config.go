@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"orderpush/gateway/internal/hub"
+	"orderpush/gateway/internal/sidroute"
 	"orderpush/gateway/internal/socket"
 	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
@@ -39,6 +40,7 @@ type Config struct {
 	ReplayMax      int                // REPLAY_MAX, default 10000: longest replay before resync
 	DrainSpread    time.Duration      // DRAIN_SPREAD, default 2s: closing sockets on SIGTERM is spread over this
 	PingInterval   time.Duration      // PING_INTERVAL, default 25s: keepalive pings
+	AdvertiseURL   string             // ADVERTISE_URL, default from GATEWAY_ADDR: where other replicas forward socket.io polls
 
 	// Not from the environment (tests): zero means the package default.
 	BeatInterval time.Duration // presence heartbeat, default 3 s
@@ -72,6 +74,14 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 	}
 	if c.PprofAddr != "" {
 		c.PprofAddr = l.Addr("PPROF_ADDR", "")
+	}
+	c.AdvertiseURL = l.String("ADVERTISE_URL", "")
+	if c.AdvertiseURL == "" {
+		c.AdvertiseURL = sidroute.DefaultAdvertise(c.Addr)
+	} else if u, err := sidroute.ParseAdvertise(c.AdvertiseURL); err != nil {
+		l.Fail("ADVERTISE_URL", "%v", err)
+	} else {
+		c.AdvertiseURL = u.String()
 	}
 	origins, err := parseOrigins(l.String("ALLOWED_ORIGINS", ""))
 	if err != nil {

@@ -7,6 +7,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
+	"orderpush/gateway/internal/sidroute"
 	"orderpush/gateway/internal/socket"
 	"orderpush/gateway/internal/subscriber"
 	"orderpush/gateway/internal/transport/socketio"
@@ -57,6 +59,7 @@ type Server struct {
 	hub      *hub.Hub
 	subs     *subscriber.Subscriber
 	sio      *socketio.Server
+	route    *sidroute.Router
 	echo     *echo.Echo
 	http     *http.Server
 	nodeChan string
@@ -116,6 +119,11 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		Node: cfg.NodeID, GapWait: cfg.GapWait, ReplayMax: uint64(max(cfg.ReplayMax, 0)), Buffer: cfg.SendQueueSize,
 	}, s.subs, src, log, s.m)
 	s.base, s.stop = context.WithCancel(context.Background())
+	s.route = sidroute.New(sidroute.Config{
+		Node: cfg.NodeID, Self: cfg.AdvertiseURL,
+		TTL: cmp.Or(cfg.PresenceTTL, presence.DefaultTTL), Beat: cfg.beatInterval(),
+		PollTimeout: cfg.PingInterval + 30*time.Second,
+	}, s.rdb, log)
 	s.sio = s.newSocketIO()
 	s.echo = s.routes()
 	return s, nil
@@ -172,7 +180,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 // startBackground subscribes the node channel and starts the heartbeat
 // (beaten tells whether the first beat succeeded).
 func (s *Server) startBackground(beaten bool) {
-	s.bg.Add(2)
+	s.bg.Add(3)
+	go func() {
+		defer s.bg.Done()
+		s.route.Run(s.base)
+	}()
 	go func() {
 		defer s.bg.Done()
 		s.subscribeNode()

@@ -11,6 +11,7 @@ import (
 
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/orderapi"
+	"orderpush/gateway/internal/sidroute"
 	"orderpush/gateway/internal/transport/engineio"
 	"orderpush/gateway/internal/transport/socketio"
 	"orderpush/pkg/logging"
@@ -28,7 +29,7 @@ func (s *Server) newSocketIO() *socketio.Server {
 			QueueSize:    s.cfg.SendQueueSize,
 			// The sid names this replica, so a poll that the balancer sends
 			// to another one can be forwarded here (sidroute).
-			NewID:       func() string { return engineio.RandomID() + "." + s.cfg.NodeID },
+			NewID:       func() string { return sidroute.SID(engineio.RandomID(), s.cfg.NodeID) },
 			CheckOrigin: func(o string) bool { return originAllowed(s.cfg.AllowedOrigins, o) },
 			Sent:        s.sioSent,
 			Foreign:     s.forwardPoll,
@@ -185,5 +186,8 @@ func (s *Server) closeSocketIO(ctx context.Context) {
 	}
 }
 
-// forwardPoll is engineio's Foreign hook; see sidroute.go.
-func (s *Server) forwardPoll(w http.ResponseWriter, r *http.Request, sid string) bool { return false }
+// forwardPoll is engineio's Foreign hook: a request for a session another
+// live replica holds goes there (package sidroute).
+func (s *Server) forwardPoll(w http.ResponseWriter, r *http.Request, sid string) bool {
+	return s.route.Forward(w, r, sid)
+}

@@ -364,17 +364,17 @@ func clientFrame(name string, args []json.RawMessage) ([]byte, error) {
 		if len(args) != 1 {
 			return nil, errors.New(`ack takes one argument {"seq":N} or N`)
 		}
-		var seq json.Number
-		var obj struct {
-			Seq json.Number `json:"seq"`
-		}
+		var seq uint64
 		if json.Unmarshal(args[0], &seq) != nil {
-			if err := json.Unmarshal(args[0], &obj); err != nil {
+			var obj struct {
+				Seq *uint64 `json:"seq"`
+			}
+			if json.Unmarshal(args[0], &obj) != nil || obj.Seq == nil {
 				return nil, errors.New(`ack takes one argument {"seq":N} or N`)
 			}
-			seq = obj.Seq
+			seq = *obj.Seq
 		}
-		return []byte(`{"event":"ack","seq":` + seq.String() + `}`), nil
+		return []byte(`{"event":"ack","seq":` + strconv.FormatUint(seq, 10) + `}`), nil
 	}
 	return nil, fmt.Errorf("unknown event %s", strconv.Quote(name))
 }
