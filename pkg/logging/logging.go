@@ -4,8 +4,12 @@
 package logging
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
+
+	"github.com/redis/go-redis/v9"
 
 	"orderpush/pkg/config"
 )
@@ -36,3 +40,22 @@ func Load(l *config.Loader, w io.Writer) *slog.Logger {
 
 // Err is the attribute for an error.
 func Err(err error) slog.Attr { return slog.Any(KeyErr, err) }
+
+// redisLogger carries go-redis's own log lines (pool dial failures, pub/sub
+// reconnects, ...) into slog, so LOG_FORMAT=json output stays one JSON
+// object per line. go-redis formats its messages itself; the text goes into
+// the "detail" attribute under a fixed message.
+type redisLogger struct{ log *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	r.log.LogAttrs(ctx, slog.LevelWarn, "redis client", slog.String("detail", fmt.Sprintf(format, v...)))
+}
+
+// RouteRedis sends go-redis's log lines through log. go-redis keeps one
+// logger per process (redis.SetLogger), so only main calls this, once.
+func RouteRedis(log *slog.Logger) {
+	redis.SetLogger(redisLogger{log: log})
+}

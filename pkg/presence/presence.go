@@ -1,5 +1,5 @@
 // Package presence records in Redis which connection belongs to which
-// merchant on which gateway replica (DESIGN.md "How an order travels" 7).
+// merchant on which gateway replica (ARCHITECTURE.md "How an order travels" 7).
 //
 // A replica writes one entry per connection when it opens and removes it when
 // it closes; separately it keeps one liveness key alive with a heartbeat.
@@ -98,6 +98,51 @@ func AddTo(ctx context.Context, p redis.Pipeliner, connID, merchantID, node stri
 	p.Expire(ctx, rediskey.Conns(merchantID), entryTTL)
 	p.HSet(ctx, rediskey.Conn(connID), "merchant", merchantID, "node", node)
 	p.Expire(ctx, rediskey.Conn(connID), entryTTL)
+}
+
+// reserveScript counts the merchant's connection entries and, when fewer
+// than the limit, records connID in the same step, so two replicas that
+// admit at the same moment cannot both take the last place. KEYS[1] is the
+// merchant's conns hash; ARGV: connID, node, limit, entry TTL in seconds.
+// It returns -1 when it reserved, else the count it found.
+var reserveScript = redis.NewScript(`
+local n = redis.call('HLEN', KEYS[1])
+if n >= tonumber(ARGV[3]) then return n end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return -1
+`)
+
+// Reserve records connID of merchantID on node (the merchant's part of
+// Add; Add completes it) when the merchant has fewer than limit
+// connections on live replicas. It reports whether it reserved and the
+// count it saw. The count and the write are one atomic script, so
+// concurrent connects on any number of replicas never take more places
+// than there are. Entries of replicas that died still count inside the
+// script; when they would refuse, Online prunes them and the script runs
+// once more.
+func (r *Registry) Reserve(ctx context.Context, connID, merchantID, node string, limit int) (ok bool, count int, err error) {
+	keys := []string{rediskey.Conns(merchantID)}
+	ttl := int64(entryTTL / time.Second)
+	for attempt := 0; ; attempt++ {
+		n, err := reserveScript.Run(ctx, r.rdb, keys, connID, node, limit, ttl).Int()
+		if err != nil {
+			return false, 0, fmt.Errorf("presence reserve %s: %w", merchantID, err)
+		}
+		if n < 0 {
+			return true, 0, nil
+		}
+		if attempt > 0 {
+			return false, n, nil
+		}
+		live, err := r.Online(ctx, merchantID)
+		if err != nil {
+			return false, 0, err
+		}
+		if live >= limit {
+			return false, live, nil
+		}
+	}
 }
 
 // Remove forgets connID.

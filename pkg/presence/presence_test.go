@@ -2,6 +2,7 @@ package presence_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,5 +106,65 @@ func TestRenewReportsLapse(t *testing.T) {
 	}
 	if was, err := r.Renew(ctx, node); err != nil || was {
 		t.Fatalf("renew after leave: %v %v", was, err)
+	}
+}
+
+// TestReserve: the cap holds under concurrent reservations from several
+// "replicas", removals free places, and a dead replica's entries stop
+// counting.
+func TestReserve(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o, err := redis.ParseURL(redistest.SharedURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	r := presence.New(rdb, time.Minute)
+	m := redistest.Unique("m")
+	nodes := []string{redistest.Unique("node-a"), redistest.Unique("node-b"), redistest.Unique("node-c")}
+	for _, n := range nodes {
+		if err := r.Beat(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const limit, tries = 5, 60
+	var mu sync.Mutex
+	var won []string
+	var wg sync.WaitGroup
+	for i := range tries {
+		wg.Go(func() {
+			conn := redistest.Unique("c")
+			ok, _, err := r.Reserve(ctx, conn, m, nodes[i%len(nodes)], limit)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				won = append(won, conn)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(won) != limit {
+		t.Fatalf("%d of %d concurrent reservations won, want exactly %d", len(won), tries, limit)
+	}
+	if ok, n, err := r.Reserve(ctx, redistest.Unique("c"), m, nodes[0], limit); ok || n != limit || err != nil {
+		t.Fatalf("reserve over the cap = %v %d %v", ok, n, err)
+	}
+	if err := r.Remove(ctx, won[0], m); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, _ := r.Reserve(ctx, redistest.Unique("c"), m, nodes[0], limit); !ok {
+		t.Fatal("a freed place was not given")
+	}
+	// Node c's liveness goes: its entries must stop counting.
+	if err := r.Leave(ctx, nodes[2]); err != nil {
+		t.Fatal(err)
+	}
+	if ok, n, err := r.Reserve(ctx, redistest.Unique("c"), m, nodes[0], limit); !ok || err != nil {
+		t.Fatalf("dead replica's entries still count: %v %d %v", ok, n, err)
 	}
 }

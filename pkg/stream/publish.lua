@@ -1,4 +1,4 @@
--- Publish one merchant event atomically (DESIGN.md "How an order travels" 3).
+-- Publish one merchant event atomically (ARCHITECTURE.md "How an order travels" 3).
 -- KEYS[1] history (sorted set scored by seq), KEYS[2] state (hash)
 -- ARGV[1] seq, ARGV[2] frame, ARGV[3] orderSum, ARGV[4] history size,
 -- ARGV[5] history ttl in ms, ARGV[6] channel, ARGV[7] "1" for SPUBLISH

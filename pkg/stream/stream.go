@@ -1,5 +1,5 @@
 // Package stream is the merchant event stream in Redis: the atomic publish
-// script (history + state + publish, DESIGN.md "How an order travels" 3), and
+// script (history + state + publish, ARCHITECTURE.md "How an order travels" 3), and
 // the reads a gateway replays from. A Store is safe for concurrent use.
 package stream
 

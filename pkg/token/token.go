@@ -77,10 +77,11 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("JWT_PUBLIC_KEY_FILE: unsupported key type %T (want RSA or Ed25519)", pub)
 		}
 		key = pub
-	case len(cfg.Secret) >= MinSecretLen:
-		alg, key = jwt.SigningMethodHS256.Alg(), cfg.Secret
 	case len(cfg.Secret) > 0:
-		return nil, fmt.Errorf("JWT_SECRET: must be at least %d bytes", MinSecretLen)
+		if err := CheckSecret(cfg.Secret); err != nil {
+			return nil, err
+		}
+		alg, key = jwt.SigningMethodHS256.Alg(), cfg.Secret
 	default:
 		return nil, errors.New("JWT_SECRET: required (or JWT_PUBLIC_KEY_FILE)")
 	}
@@ -148,7 +149,7 @@ func reason(err error) string {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return "token is expired"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "exp is required"
+		return missingClaims(err)
 	case strings.Contains(err.Error(), "signing method"):
 		// golang-jwt reports a refused algorithm as an invalid signature;
 		// say which it is, since that is the client's mistake to fix.
@@ -167,6 +168,28 @@ func reason(err error) string {
 		return "token is unverifiable"
 	default:
 		return "token is invalid"
+	}
+}
+
+// missingClaims names the required claims a token lacks. golang-jwt wraps
+// one ErrTokenRequiredClaimMissing per claim with the message "<claim>
+// claim is required"; telling the client which one saves it guessing (a
+// token without iss used to be told "exp is required").
+func missingClaims(err error) string {
+	msg := err.Error()
+	var names []string
+	for _, c := range []string{"exp", "iss", "aud"} {
+		if strings.Contains(msg, c+" claim is required") {
+			names = append(names, c)
+		}
+	}
+	switch len(names) {
+	case 0:
+		return "a required claim is missing"
+	case 1:
+		return names[0] + " is required"
+	default:
+		return strings.Join(names, " and ") + " are required"
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package backfill finds a merchant's missed events and current state for the
 // gateway: Redis first (history, state), then the order API's event log and
 // summary for what Redis no longer holds (trimmed, expired, or Redis restarted
-// empty). DESIGN.md "How an order travels" 5, 6 and 9.
+// empty). ARCHITECTURE.md "How an order travels" 5, 6 and 9.
 //
 // A Source is safe for concurrent use.
 package backfill

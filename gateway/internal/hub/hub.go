@@ -1,6 +1,6 @@
 // Package hub is the gateway's local fan-out: merchant -> the sockets of
 // this replica, and per merchant the sequencer that delivers the stream
-// strictly by seq (DESIGN.md "How an order travels" 4-6).
+// strictly by seq (ARCHITECTURE.md "How an order travels" 4-6).
 //
 // A merchant's topic exists while at least one local socket wants it; the
 // first socket subscribes the merchant's channel and the last one leaving

@@ -55,7 +55,7 @@ func (h *Hub) Join(ctx context.Context, mid string, m Member, since int64) (*Sub
 	if err != nil {
 		return nil, err
 	}
-	// DESIGN.md 6: subscribed first, then read, so nothing falls between.
+	// ARCHITECTURE.md "How an order travels" 6: subscribed first, then read, so nothing falls between.
 	// The topic's own state is as fresh when this call created it.
 	var st stream.State
 	stOK := false

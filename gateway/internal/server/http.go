@@ -17,7 +17,7 @@ import (
 )
 
 // routes builds the Echo instance. No Gzip anywhere: it breaks the
-// WebSocket handshake (STACK.md, Echo).
+// WebSocket handshake (coder/websocket#335).
 func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

@@ -21,7 +21,8 @@ import (
 )
 
 // handleWS is GET /ws: checks before the upgrade (PROTOCOL.md "Merchant
-// socket"), then the connect sequence of DESIGN.md 6: presence, subscribe
+// socket"), then the connect sequence of ARCHITECTURE.md "How an order
+// travels" 6: presence, subscribe
 // and state (hub.Join), hello, upgrade, replay, live.
 func (s *Server) handleWS(c echo.Context) error {
 	r := c.Request()

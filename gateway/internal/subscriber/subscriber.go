@@ -7,7 +7,7 @@
 // anything published meanwhile is lost (pub/sub is at-most-once). Each
 // resubscription arrives as a *redis.Subscription on ChannelWithSubscriptions,
 // and this package reports it per channel as Handler.Resubscribed: "this
-// channel may have a gap", which the hub back-fills (DESIGN.md "How an order
+// channel may have a gap", which the hub back-fills (ARCHITECTURE.md "How an order
 // travels" 9).
 //
 // Why one PubSub per slot on a cluster: a ClusterClient PubSub is pinned to

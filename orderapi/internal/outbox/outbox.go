@@ -1,5 +1,5 @@
 // Package outbox gets committed merchant events from the event log into
-// Redis (DESIGN.md "How an order travels" 2):
+// Redis (ARCHITECTURE.md "How an order travels" 2):
 //
 //   - Publish, the fast path, runs right after a commit and publishes the
 //     event through the atomic stream script; the row is then marked

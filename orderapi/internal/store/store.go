@@ -4,7 +4,7 @@
 // for the dialect; only the schema (migrations/<dialect>) and the relay's
 // locking differ.
 //
-// The invariant it guards (DESIGN.md "How an order travels" 1): an order, the
+// The invariant it guards (ARCHITECTURE.md "How an order travels" 1): an order, the
 // bump of its merchant's seq and pending, and the event row carrying that seq
 // are committed together or not at all.
 //
@@ -102,8 +102,9 @@ func ParseURL(raw string) (Dialect, string, error) {
 	}
 }
 
-// sqliteDSN opens a SQLite file the way STACK.md §6 found safe for
-// concurrent writers: BEGIN IMMEDIATE, WAL, a busy timeout, and times in
+// sqliteDSN opens a SQLite file the way that measured safe for concurrent
+// writers (a deferred transaction cannot upgrade its lock under
+// busy_timeout; an immediate one can wait for it): BEGIN IMMEDIATE, WAL, a busy timeout, and times in
 // SQLite's format. synchronous(FULL) makes a 201 durable across power loss.
 func sqliteDSN(path string) string {
 	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +

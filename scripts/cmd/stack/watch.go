@@ -80,7 +80,7 @@ func watch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // splitFrames splits a batched message (frames separated by '\n',
-// PROTOCOL.md "?batch=1") into frames.
+// PROTOCOL.md "Merchant socket", ?batch=1) into frames.
 func splitFrames(msg []byte) [][]byte {
 	var out [][]byte
 	for _, f := range bytes.Split(msg, []byte{'\n'}) {

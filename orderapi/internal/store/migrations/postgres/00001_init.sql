@@ -1,7 +1,7 @@
 -- +goose Up
 -- One row per merchant that ever had an order: its event sequence and its
 -- number of unprocessed orders. Bumping this row serialises the merchant's
--- events and gives each its seq (DESIGN.md "How an order travels" 1).
+-- events and gives each its seq (ARCHITECTURE.md "How an order travels" 1).
 CREATE TABLE merchants (
     id      TEXT PRIMARY KEY,
     seq     BIGINT NOT NULL,
