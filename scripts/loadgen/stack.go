@@ -37,6 +37,11 @@ type StackConfig struct {
 	Secret     string
 	Binaries   launch.Binaries // built by StartStack when empty
 	LogLevel   string          // of the services, default warn (logging is not what is measured)
+	// GatewayEnv is added to every gateway's environment. The connect
+	// limits are off unless it sets them: the scenarios measure capacity,
+	// with every socket coming from one loopback address and often one
+	// merchant (the abuse scenario turns them on).
+	GatewayEnv []string
 }
 
 // Stack is a running local system: Redis, one order API, N gateways, as
@@ -225,9 +230,10 @@ func (s *Stack) RestartGateways(ctx context.Context) error {
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		paddr := "127.0.0.1:" + strconv.Itoa(pport)
 		p, err := launch.Start(context.WithoutCancel(ctx), launch.Spec{Name: fmt.Sprintf("gateway-%d", i), Path: s.cfg.Binaries.Gateway,
-			Env: []string{"GATEWAY_ADDR=" + addr, "NODE_ID=" + fmt.Sprintf("bench-gw%d-%d", i, s.gen),
+			Env: append([]string{"GATEWAY_ADDR=" + addr, "NODE_ID=" + fmt.Sprintf("bench-gw%d-%d", i, s.gen),
 				"REDIS_URL=" + s.RedisURL, "JWT_SECRET=" + s.cfg.Secret, "ORDERAPI_URL=" + s.OrderAPIURL,
-				"PPROF_ADDR=" + paddr, "LOG_LEVEL=" + s.cfg.LogLevel},
+				"PPROF_ADDR=" + paddr, "LOG_LEVEL=" + s.cfg.LogLevel,
+				"CONNECT_RATE=0", "MAX_CONNS_PER_MERCHANT=0"}, s.cfg.GatewayEnv...),
 			LogFile: filepath.Join(s.cfg.Dir, fmt.Sprintf("gateway-%d-%d.log", i, s.gen))})
 		if err != nil {
 			return err

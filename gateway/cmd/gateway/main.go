@@ -27,6 +27,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "gateway: "+server.OneLine(err))
 		return 1
 	}
+	logging.RouteRedis(log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(cfg, log, reg)

@@ -42,6 +42,7 @@ type Metrics struct {
 	DeliveryLag        prometheus.Histogram
 	OrderAPIErrors     prometheus.Counter
 	PresenceErrors     prometheus.Counter
+	LimitFailOpen      *prometheus.CounterVec // limit: checks skipped because Redis failed
 }
 
 // New registers the collectors on reg.
@@ -51,7 +52,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "gateway_connections_open", Help: "Merchant sockets open on this replica.",
 		}),
 		Connects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_connects_total", Help: "Socket upgrade attempts by result (ok, unauthorized, forbidden, origin, bad_since, draining, unavailable).",
+			Name: "gateway_connects_total", Help: "Socket upgrade attempts by result (ok, unauthorized, forbidden, origin, bad_since, draining, unavailable, upgrade_failed, rate_limited, too_many_connections, max_conns).",
 		}, []string{"result"}),
 		FramesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_frames_sent_total", Help: "Frames written to sockets (one per socket per frame).",
@@ -106,8 +107,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		PresenceErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_presence_errors_total", Help: "Failed presence writes (retried on the next beat or reconnect).",
 		}),
+		LimitFailOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_limit_fail_open_total", Help: "Connects let through unchecked because Redis failed, by limit (max_conns_per_merchant).",
+		}, []string{"limit"}),
 	}
-	reg.MustRegister(m.ConnectionsOpen, m.Connects, m.FramesSent, m.WebSocketMessages, m.Replays,
+	reg.MustRegister(m.LimitFailOpen, m.ConnectionsOpen, m.Connects, m.FramesSent, m.WebSocketMessages, m.Replays,
 		m.ReplayedFrames, m.Resyncs, m.GapsFilled, m.SlowConsumerCloses, m.RedisReconnects,
 		m.RedisMessages, m.BadFrames, m.DuplicateFrames, m.Subscriptions, m.Notices,
 		m.ProcessForwards, m.DeliveryLag, m.OrderAPIErrors, m.PresenceErrors)

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
 	"time"
 
+	"orderpush/gateway/internal/admission"
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/sidroute"
 	"orderpush/gateway/internal/socket"
@@ -42,8 +44,15 @@ type Config struct {
 	PingInterval   time.Duration      // PING_INTERVAL, default 25s: keepalive pings
 	AdvertiseURL   string             // ADVERTISE_URL, default from GATEWAY_ADDR: where other replicas forward socket.io polls
 
+	// Connect admission (PROTOCOL.md, "Limits and hostile clients"); 0 is off.
+	TrustedProxies      []netip.Prefix // TRUSTED_PROXIES, default 127.0.0.1/32,::1/128; "none": no proxy is believed
+	ConnectRate         config.Rate    // CONNECT_RATE, default 20/s per client IP (burst 40)
+	MaxConns            int            // MAX_CONNS, default 90% of the open-file limit
+	MaxConnsPerMerchant int            // MAX_CONNS_PER_MERCHANT, default 50, across replicas
+
 	// Not from the environment (tests): zero means the package default.
 	BeatInterval time.Duration // presence heartbeat, default 3 s
+	ReadTimeout  time.Duration // non-upgraded requests (see Serve), default 30 s
 	PresenceTTL  time.Duration // presence liveness, default 10 s
 }
 
@@ -66,7 +75,16 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		ReplayMax:     l.Int("REPLAY_MAX", hub.DefaultReplayMax, 1, 10_000_000),
 		DrainSpread:   l.Duration("DRAIN_SPREAD", 2*time.Second, 0, 8*time.Second),
 		PingInterval:  l.Duration("PING_INTERVAL", socket.DefaultPingInterval, time.Second, time.Hour),
+
+		ConnectRate:         l.Rate("CONNECT_RATE", admission.DefaultConnectRate),
+		MaxConns:            l.Int("MAX_CONNS", admission.DefaultMaxConns(), 0, 100_000_000),
+		MaxConnsPerMerchant: l.Int("MAX_CONNS_PER_MERCHANT", admission.DefaultMaxConnsPerMerchant, 0, 1_000_000),
 	}
+	proxies, err := admission.ParseTrustedProxies(l.String("TRUSTED_PROXIES", admission.DefaultTrustedProxies))
+	if err != nil {
+		l.Fail("TRUSTED_PROXIES", "%v", err)
+	}
+	c.TrustedProxies = proxies
 	if c.NodeID == "" {
 		c.NodeID = defaultNodeID()
 	} else if !validNodeID(c.NodeID) {
@@ -83,7 +101,8 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 	} else {
 		c.AdvertiseURL = u.String()
 	}
-	origins, err := parseOrigins(l.String("ALLOWED_ORIGINS", ""))
+	var origins []string
+	origins, err = parseOrigins(l.String("ALLOWED_ORIGINS", ""))
 	if err != nil {
 		l.Fail("ALLOWED_ORIGINS", "%v", err)
 	}
@@ -114,6 +133,13 @@ func OneLine(err error) string {
 		return strings.Join(parts, "; ")
 	}
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+func (c Config) readTimeout() time.Duration {
+	if c.ReadTimeout > 0 {
+		return c.ReadTimeout
+	}
+	return defaultReadTimeout
 }
 
 func (c Config) beatInterval() time.Duration {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"orderpush/gateway/internal/admission"
 	"orderpush/gateway/internal/backfill"
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/metrics"
@@ -41,6 +42,15 @@ import (
 // 10 s of SIGTERM.
 const drainBudget = 9 * time.Second
 
+// idleTimeout closes keep-alive HTTP connections (health checks,
+// metrics scrapes, dashboard assets) that sit unused; upgraded sockets are
+// not HTTP connections any more and are not affected.
+const idleTimeout = 2 * time.Minute
+
+// defaultReadTimeout bounds reading a whole non-upgraded request, body
+// included (a slow-body client holds a connection and a goroutine).
+const defaultReadTimeout = 30 * time.Second
+
 // joinTimeout bounds the connect sequence before the upgrade (presence,
 // subscribe, state).
 const joinTimeout = 5 * time.Second
@@ -55,7 +65,8 @@ type Server struct {
 	presence *presence.Registry
 	adds     *addBatcher // presence adds of concurrent connects, batched
 	verifier *token.Verifier
-	api      *orderapi.Client // nil without ORDERAPI_URL
+	admit    *admission.Admission // connect limits, before the upgrade
+	api      *orderapi.Client     // nil without ORDERAPI_URL
 	hub      *hub.Hub
 	subs     *subscriber.Subscriber
 	sio      *socketio.Server
@@ -109,6 +120,10 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	s.presence = presence.New(s.rdb, cfg.PresenceTTL)
 	s.adds = &addBatcher{rdb: s.rdb, node: cfg.NodeID}
+	s.admit = admission.New(admission.Config{
+		TrustedProxies: cfg.TrustedProxies, ConnectRate: cfg.ConnectRate, MaxConns: cfg.MaxConns,
+		MaxConnsPerMerchant: cfg.MaxConnsPerMerchant, Node: cfg.NodeID,
+	}, s.presence, s.m.Connects, s.m.LimitFailOpen, log)
 	var api backfill.API
 	if s.api != nil {
 		api = s.api
@@ -143,8 +158,10 @@ func (s *Server) Run(ctx context.Context) error {
 // is removed. It returns nil after a clean drain.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.http = &http.Server{
-		Handler:           s.echo,
+		Handler:           keepStreamsReading(s.echo),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       s.cfg.readTimeout(),
+		IdleTimeout:       idleTimeout,
 		ConnState:         s.connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}

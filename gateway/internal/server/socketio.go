@@ -35,6 +35,16 @@ func (s *Server) newSocketIO() *socketio.Server {
 			Foreign:     s.forwardPoll,
 		},
 		JoinTimeout: joinTimeout,
+		// CONNECT_RATE and MAX_CONNS at the Engine.IO handshake, the
+		// "connect" of a socket.io client; the place is held for the
+		// session's life.
+		Admit: func(r *http.Request) (func(), *socketio.Refusal) {
+			slot, ref := s.admit.Connect(r)
+			if ref != nil {
+				return nil, &socketio.Refusal{Code: ref.Code, Message: ref.Message}
+			}
+			return slot.Release, nil
+		},
 		Connected: func(bool) {
 			s.m.Connects.WithLabelValues("ok").Inc()
 		},
@@ -89,6 +99,9 @@ func (b sioBackend) Join(ctx context.Context, req socketio.JoinRequest, c *socke
 		return nil, &socketio.Refusal{Code: "forbidden", Message: "only a merchant token opens a socket"}
 	}
 	mid := claims.Subject
+	if ref := s.admit.Merchant(ctx, c.ID(), mid); ref != nil { // MAX_CONNS_PER_MERCHANT
+		return nil, &socketio.Refusal{Code: ref.Code, Message: ref.Message}
+	}
 	s.presenceAdd(ctx, c.ID(), mid)
 	sub, err := s.hub.Join(ctx, mid, c, req.Since)
 	if err != nil {

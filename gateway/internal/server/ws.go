@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
 
+	"orderpush/gateway/internal/admission"
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/socket"
 	"orderpush/pkg/logging"
@@ -31,6 +32,17 @@ func (s *Server) handleWS(c echo.Context) error {
 		return apiError(c, http.StatusServiceUnavailable, "unavailable", "this replica is shutting down; reconnect with since")
 	}
 	defer s.handlers.Done()
+	slot, refused := s.admit.Connect(r) // CONNECT_RATE, MAX_CONNS: before any work
+	if refused != nil {
+		refused.Write(c.Response())
+		return nil
+	}
+	kept := false // the socket took the slot over
+	defer func() {
+		if !kept {
+			slot.Release()
+		}
+	}()
 	if !originAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
 		s.m.Connects.WithLabelValues("origin").Inc()
 		return apiError(c, http.StatusForbidden, "origin_not_allowed", "origin not allowed")
@@ -66,6 +78,10 @@ func (s *Server) handleWS(c echo.Context) error {
 
 	jctx, cancel := context.WithTimeout(s.base, joinTimeout)
 	defer cancel()
+	if refused := s.admit.Merchant(jctx, sock.ID(), mid); refused != nil { // MAX_CONNS_PER_MERCHANT
+		refused.Write(c.Response())
+		return nil
+	}
 	s.presenceAdd(jctx, sock.ID(), mid)
 	sub, err := s.hub.Join(jctx, mid, sock, since)
 	if err != nil {
@@ -95,13 +111,15 @@ func (s *Server) handleWS(c echo.Context) error {
 	// size for the socket's life, and returning lets net/http and Echo
 	// release the request. The handler count passes to the new goroutine.
 	s.handlers.Add(1)
-	go s.serveSocket(sock, sub, conn)
+	kept = true
+	go s.serveSocket(sock, sub, conn, slot)
 	return nil
 }
 
 // serveSocket runs an upgraded socket until it ends, then forgets it.
-func (s *Server) serveSocket(sock *socket.Socket, sub *hub.Subscription, conn *websocket.Conn) {
+func (s *Server) serveSocket(sock *socket.Socket, sub *hub.Subscription, conn *websocket.Conn, slot *admission.Slot) {
 	defer s.handlers.Done()
+	defer slot.Release()
 	defer s.m.ConnectionsOpen.Dec()
 	defer s.leave(sock, sub)
 	sock.Run(s.base, conn, sub.Replay)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"orderpush/orderapi/internal/server"
+	"orderpush/pkg/logging"
 )
 
 func main() {
@@ -32,6 +33,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	logging.RouteRedis(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	reg := prometheus.NewRegistry()

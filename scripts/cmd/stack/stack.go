@@ -105,8 +105,8 @@ func runStack(ctx context.Context, args []string, getenv func(string) string, st
 	secret := getenv("JWT_SECRET")
 	if secret == "" {
 		secret = launch.NewSecret()
-	} else if len(secret) < token.MinSecretLen {
-		return fmt.Errorf("JWT_SECRET: must be at least %d bytes", token.MinSecretLen)
+	} else if err := token.CheckSecret([]byte(secret)); err != nil {
+		return err
 	}
 	root, err := launch.RepoRoot()
 	if err != nil {

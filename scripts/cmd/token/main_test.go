@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,6 +50,8 @@ func TestRefuses(t *testing.T) {
 	}{
 		"no secret":      {[]string{"-sub", "m1"}, nil, "JWT_SECRET: required"},
 		"short secret":   {[]string{"-sub", "m1"}, map[string]string{"JWT_SECRET": "short"}, "at least 32"},
+		"weak secret":    {[]string{"-sub", "m1"}, map[string]string{"JWT_SECRET": strings.Repeat("ab", 20)}, "distinct"},
+		"missing key":    {[]string{"-sub", "m1", "-key", "/nonexistent/jwt.pem"}, nil, "-key"},
 		"bad role":       {[]string{"-role", "admin", "-sub", "m1"}, map[string]string{"JWT_SECRET": secret}, "-role"},
 		"bad merchant":   {[]string{"-sub", "m 1"}, map[string]string{"JWT_SECRET": secret}, "merchant id"},
 		"no sub":         {nil, map[string]string{"JWT_SECRET": secret}, "merchant id"},
@@ -66,5 +70,48 @@ func TestRefuses(t *testing.T) {
 				t.Fatalf("printed %q on error", out.String())
 			}
 		})
+	}
+}
+
+func TestGenSecret(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	if err := run([]string{"-gen-secret"}, env(nil), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	s := strings.TrimSuffix(out.String(), "\n")
+	if err := token.CheckSecret([]byte(s)); err != nil || len(s) != 64 {
+		t.Fatalf("generated %q: %v", s, err)
+	}
+}
+
+// TestGenKeyPairAndSign: the pair is written with the private key 0600,
+// a token signed with -key verifies against the public key file, and a
+// second -gen-keypair does not overwrite it.
+func TestGenKeyPairAndSign(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "keys")
+	var out, errb bytes.Buffer
+	if err := run([]string{"-gen-keypair", dir}, env(nil), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	priv, pub := filepath.Join(dir, "jwt.pem"), filepath.Join(dir, "jwt.pub.pem")
+	st, err := os.Stat(priv)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key %v mode %v", err, st.Mode())
+	}
+	out.Reset()
+	if err := run([]string{"-key", priv, "-role", "service", "-sub", "gateway"}, env(nil), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	v, err := token.NewVerifier(token.Config{PublicKeyFile: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.Verify(strings.TrimSpace(out.String())); err != nil || c.Role != "service" {
+		t.Fatalf("verify: %+v %v", c, err)
+	}
+	if err := run([]string{"-gen-keypair", dir}, env(nil), &out, &errb); err == nil {
+		t.Fatal("an existing key pair was overwritten")
 	}
 }

@@ -1,6 +1,7 @@
 package engineio
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
@@ -60,6 +61,12 @@ type Config struct {
 	Foreign func(w http.ResponseWriter, r *http.Request, sid string) bool
 	// CheckOrigin, when set, refuses requests whose Origin it rejects.
 	CheckOrigin func(origin string) bool
+	// Admit, when set, is asked at each handshake (connect limits). It
+	// returns what to call when the session ends, or a refusal: a message
+	// the client gets right after the open packet, before the session is
+	// closed again (so a socket.io client sees connect_error with the
+	// refusal's code, while the server keeps nothing of it).
+	Admit func(r *http.Request) (release func(), refusal []byte)
 }
 
 // Handler accepts new sessions.
@@ -210,7 +217,16 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, tr string) {
 		MaxPayload   int      `json:"maxPayload"`
 	}{sess.id, upgrades, s.cfg.PingInterval.Milliseconds(), s.cfg.PingTimeout.Milliseconds(), s.cfg.MaxPayload})
 	sess.q = []Entry{{Data: AppendPacket(nil, Open, open), Raw: true}}
+	if s.cfg.Admit != nil {
+		release, refusal := s.cfg.Admit(r)
+		if refusal != nil {
+			s.refuse(w, conn, sess.q[0].Data, refusal)
+			return
+		}
+		sess.release = release
+	}
 	if !s.add(sess) {
+		sess.releaseSlot()
 		if conn != nil {
 			_ = conn.Close(websocket.StatusGoingAway, "")
 		} else {
@@ -226,6 +242,24 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, tr string) {
 	}
 	go sess.drain(conn)
 	sess.read(conn)
+}
+
+// refuse answers a refused handshake: the open packet, the refusal, the
+// close packet; no session is kept.
+func (s *Server) refuse(w http.ResponseWriter, conn *websocket.Conn, open, refusal []byte) {
+	if conn == nil {
+		body := append(append(append([]byte(nil), open...), Separator), AppendPacket(nil, Message, refusal)...)
+		body = append(append(body, Separator), closePacket...)
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		_, _ = w.Write(body)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	defer cancel()
+	if conn.Write(ctx, websocket.MessageText, open) == nil {
+		_ = conn.Write(ctx, websocket.MessageText, AppendPacket(nil, Message, refusal))
+	}
+	_ = conn.Close(websocket.StatusNormalClosure, "")
 }
 
 // serveUpgrade takes the websocket of a polling session's upgrade.

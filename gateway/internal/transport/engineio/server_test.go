@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -361,5 +362,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("no %s within 5 s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestAdmit: a refused handshake gets the open packet, the refusal and
+// the close packet, and leaves no session; an admitted one gives its place
+// back when it ends.
+func TestAdmit(t *testing.T) {
+	t.Parallel()
+	var refuse atomic.Bool
+	released := make(chan struct{}, 4)
+	f := start(t, Config{PingInterval: time.Minute, Admit: func(*http.Request) (func(), []byte) {
+		if refuse.Load() {
+			return nil, []byte(`4{"message":"rate_limited"}`)
+		}
+		return func() { released <- struct{}{} }, nil
+	}})
+	refuse.Store(true)
+	status, body := do(t, http.MethodGet, f.url("transport=polling"), "")
+	parts := strings.Split(body, "\x1e")
+	if status != 200 || len(parts) != 3 || !strings.HasPrefix(parts[0], "0{") || parts[1] != `44{"message":"rate_limited"}` || parts[2] != "1" {
+		t.Fatalf("refused handshake: %d %q", status, body)
+	}
+	if n := f.srv.Len(); n != 0 {
+		t.Fatalf("%d sessions kept after a refusal", n)
+	}
+	refuse.Store(false)
+	o := handshake(t, f)
+	f.srv.lookup(o.SID).Close("bye")
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the place was not given back")
 	}
 }

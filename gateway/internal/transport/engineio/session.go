@@ -66,7 +66,14 @@ type Session struct {
 	draining   bool            // guarded by mu: a websocket drainer runs
 	awaitPong  bool            // guarded by mu
 	hb         *time.Timer     // guarded by mu: next ping, or the pong deadline
+	release    func()          // from Config.Admit; called once the session ends
 	closedOnce sync.Once
+}
+
+func (s *Session) releaseSlot() {
+	if s.release != nil {
+		s.release()
+	}
 }
 
 // ID is the session id (the sid).
@@ -166,7 +173,10 @@ func (s *Session) Close(reason string) {
 	s.kickLocked()
 	s.mu.Unlock()
 	s.srv.forget(s)
-	s.closedOnce.Do(func() { s.rcv.Closed(reason) })
+	s.closedOnce.Do(func() {
+		s.releaseSlot()
+		s.rcv.Closed(reason)
+	})
 }
 
 // Closed reports whether Close was called.

@@ -309,11 +309,16 @@ func (c *Conn) adopt(j Joined) bool {
 // error's code (PROTOCOL.md "Other transports"), data has the details.
 func (c *Conn) refuse(r *Refusal) {
 	c.srv.cfg.Refused(r.Code)
+	c.push(connectError(r))
+}
+
+// connectError is the CONNECT_ERROR packet of a refusal.
+func connectError(r *Refusal) []byte {
 	b, _ := json.Marshal(struct {
 		Message string         `json:"message"`
 		Data    wire.ErrorData `json:"data"`
 	}{r.Code, wire.ErrorData{Code: r.Code, Message: r.Message}})
-	c.push(Append(nil, ConnectError, NoID, b))
+	return Append(nil, ConnectError, NoID, b)
 }
 
 // event turns a client event into the frame it mirrors and answers it:

@@ -31,6 +31,10 @@ type Config struct {
 	Engine         engineio.Config // Encode is set by New
 	ConnectTimeout time.Duration   // a session without a successful CONNECT by then is closed
 	JoinTimeout    time.Duration   // the connect sequence, at most
+	// Admit, when set, applies the connect limits to a handshake: it
+	// returns what to call when the session ends, or a refusal, which the
+	// client gets as CONNECT_ERROR right after the open packet.
+	Admit func(r *http.Request) (release func(), refusal *Refusal)
 	// Hooks for the caller's metrics.
 	Connected    func(recovered bool)
 	Refused      func(code string)
@@ -66,6 +70,15 @@ func New(cfg Config, backend Backend, log *slog.Logger) *Server {
 	}
 	s := &Server{cfg: cfg, backend: backend, log: log}
 	s.base, s.stop = context.WithCancel(context.Background())
+	if cfg.Admit != nil {
+		cfg.Engine.Admit = func(r *http.Request) (func(), []byte) {
+			release, ref := cfg.Admit(r)
+			if ref != nil {
+				return nil, connectError(ref)
+			}
+			return release, nil
+		}
+	}
 	cfg.Engine.Encode = func(dst []byte, e engineio.Entry) []byte { return AppendFrame(dst, e.Data, true) }
 	s.eio = engineio.NewServer(cfg.Engine, s, log)
 	return s
