@@ -1,7 +1,8 @@
 // Package pkg is the module both services share. It holds the vocabulary of
 // the system and nothing that serves HTTP:
 //
-//   - wire: socket frames, events and the Order JSON (PROTOCOL.md).
+//   - wire: socket frames, events, the Order JSON, error codes and bodies,
+//     the notice envelope (PROTOCOL.md).
 //   - token: JWT claims, verification with a pinned algorithm, and minting.
 //   - rediskey: every Redis key and channel name.
 //   - stream: the atomic publish script, history reads and merchant state.

@@ -13,7 +13,6 @@ package presence
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -230,11 +229,4 @@ func (r *Registry) Locate(ctx context.Context, connID string) (c Conn, ok bool, 
 		return Conn{}, false, fmt.Errorf("presence locate %s: %w", connID, err)
 	}
 	return Conn{MerchantID: m["merchant"], Node: m["node"]}, n == 1, nil
-}
-
-// Notice is the message on a node's channel that asks it to send frame to
-// one of its connections.
-type Notice struct {
-	ConnID string          `json:"connId"`
-	Frame  json.RawMessage `json:"frame"`
 }

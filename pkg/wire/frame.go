@@ -65,12 +65,6 @@ type NoticeData struct {
 	Msg string `json:"msg"`
 }
 
-// ErrorData is the data of an error frame and the body of an HTTP error.
-type ErrorData struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 // Encode returns the JSON encoding of a frame whose data is v.
 func Encode(event string, seq uint64, ts int64, v any) ([]byte, error) {
 	data, err := jsonMarshal(v)
@@ -88,11 +82,6 @@ func MustEncode(event string, seq uint64, ts int64, v any) []byte {
 		panic(err)
 	}
 	return b
-}
-
-// ErrorFrame returns an error frame.
-func ErrorFrame(code, msg string) []byte {
-	return MustEncode(EventError, 0, 0, ErrorData{Code: code, Message: msg})
 }
 
 // Head is what a gateway needs to route a frame it did not build: the event

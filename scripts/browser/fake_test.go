@@ -3,6 +3,8 @@ package browser_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,29 +31,47 @@ type fakeGateway struct {
 	t     *testing.T
 	srv   *httptest.Server
 	conns chan *fakeConn
+	sses  chan *fakeSSE
 
-	mu        sync.Mutex
-	refuse    int             // >0: refuse the upgrade with this status; guarded by mu
-	attempts  []time.Time     // upgrade attempts; guarded by mu
-	pending   []wire.Order    // what GET .../orders answers; guarded by mu
-	listCalls int             // guarded by mu
-	processed []string        // orderNos of POST .../process; guarded by mu
-	auth      map[string]bool // Authorization headers seen on the API; guarded by mu
+	mu         sync.Mutex
+	refuse     int             // >0: refuse the upgrade with this status; guarded by mu
+	attempts   []time.Time     // upgrade attempts; guarded by mu
+	pending    []wire.Order    // what GET .../orders answers; guarded by mu
+	listCalls  int             // guarded by mu
+	processed  []string        // orderNos of POST .../process; guarded by mu
+	seenHTTP   []string        // orderNos of POST .../seen; guarded by mu
+	acksHTTP   []uint64        // seqs of POST .../ack; guarded by mu
+	auth       map[string]bool // Authorization headers seen on the API; guarded by mu
+	refuseSSE  int             // >0: refuse /sse with this status; guarded by mu
+	retryAfter string          // Retry-After of a refusal; guarded by mu
 }
 
+// fakeConn is one socket the page opened; frames holds what the page sent
+// on it (acks, seen, pings), in order.
 type fakeConn struct {
-	c     *websocket.Conn
-	since string
-	ctx   context.Context
+	c      *websocket.Conn
+	since  string
+	token  string
+	batch  bool
+	ctx    context.Context
+	frames chan map[string]any
 }
 
 func newFakeGateway(t *testing.T) *fakeGateway {
-	f := &fakeGateway{t: t, conns: make(chan *fakeConn, 16), auth: map[string]bool{}}
+	f := &fakeGateway{t: t, conns: make(chan *fakeConn, 16), sses: make(chan *fakeSSE, 16), auth: map[string]bool{}}
+	page, err := web.New(web.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", f.serveWS)
+	mux.HandleFunc("GET /sse", f.serveSSE)
 	mux.HandleFunc("GET /api/merchants/{id}/orders", f.serveList)
 	mux.HandleFunc("POST /api/orders/{no}/process", f.serveProcess)
-	mux.Handle("/", web.Handler())
+	mux.HandleFunc("POST /api/orders/{no}/seen", f.serveSeen)
+	mux.HandleFunc("POST /api/merchants/{id}/ack", f.serveAck)
+	mux.HandleFunc("GET /client-test.html", serveClientTestPage)
+	mux.Handle("/", page)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -62,20 +82,29 @@ func (f *fakeGateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		// The page's probe after a failed connection: answer as the
 		// gateway would before an upgrade.
 		f.mu.Lock()
-		status := f.refuse
+		status, retryAfter := f.refuse, f.retryAfter
 		f.mu.Unlock()
-		if status == http.StatusUnauthorized {
+		switch status {
+		case 0:
+			http.Error(w, "upgrade required", http.StatusUpgradeRequired)
+		case http.StatusUnauthorized:
 			writeError(w, status, "unauthorized", "token is expired")
-			return
+		default:
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			writeError(w, status, "unavailable", "refused by the test")
 		}
-		http.Error(w, "upgrade required", http.StatusUpgradeRequired)
 		return
 	}
 	f.mu.Lock()
 	f.attempts = append(f.attempts, time.Now())
-	status := f.refuse
+	status, retryAfter := f.refuse, f.retryAfter
 	f.mu.Unlock()
 	if status != 0 {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
 		writeError(w, status, "unavailable", "refused by the test")
 		return
 	}
@@ -84,15 +113,145 @@ func (f *fakeGateway) serveWS(w http.ResponseWriter, r *http.Request) {
 		f.t.Errorf("accept: %v", err)
 		return
 	}
-	ctx := c.CloseRead(context.Background())
-	f.conns <- &fakeConn{c: c, since: r.URL.Query().Get("since"), ctx: ctx}
-	<-ctx.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	q := r.URL.Query()
+	fc := &fakeConn{c: c, since: q.Get("since"), token: q.Get("token"), batch: q.Get("batch") == "1", ctx: ctx, frames: make(chan map[string]any, 1024)}
+	f.conns <- fc
+	defer cancel()
+	for {
+		_, b, err := c.Read(context.Background())
+		if err != nil {
+			return
+		}
+		var m map[string]any
+		if json.Unmarshal(b, &m) != nil {
+			f.t.Errorf("the page sent %q, not a JSON frame", b)
+			continue
+		}
+		select {
+		case fc.frames <- m:
+		default:
+		}
+	}
+}
+
+// fakeSSE is one /sse stream the page opened.
+type fakeSSE struct {
+	w     http.ResponseWriter
+	since string
+	token string
+	done  chan struct{} // closed by end
+	ended chan struct{} // closed when the handler returned
+}
+
+func (f *fakeGateway) serveSSE(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	status := f.refuseSSE
+	f.mu.Unlock()
+	if status != 0 {
+		writeError(w, status, "unauthorized", "refused by the test")
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	s := &fakeSSE{w: w, since: r.URL.Query().Get("since"), token: r.URL.Query().Get("token"), done: make(chan struct{}), ended: make(chan struct{})}
+	defer close(s.ended)
+	f.sses <- s
+	select {
+	case <-s.done:
+	case <-r.Context().Done():
+	}
+}
+
+// send writes one frame as an SSE event (PROTOCOL.md, "Other transports"),
+// split over two writes to exercise the page's parser.
+func (s *fakeSSE) send(t *testing.T, frame []byte) {
+	t.Helper()
+	var head struct {
+		Event string  `json:"event"`
+		Seq   *uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal(frame, &head); err != nil {
+		t.Fatal(err)
+	}
+	msg := ""
+	if head.Seq != nil {
+		msg = fmt.Sprintf("id: %d\r\n", *head.Seq)
+	}
+	msg += "event: " + head.Event + "\r\ndata: " + string(frame) + "\r\n\r\n"
+	half := len(msg) / 2
+	for _, part := range []string{": heartbeat\n\n" + msg[:half], msg[half:]} {
+		if _, err := io.WriteString(s.w, part); err != nil {
+			t.Fatalf("sse write: %v", err)
+		}
+		s.w.(http.Flusher).Flush()
+	}
+}
+
+// end closes the stream from the server's side.
+func (s *fakeSSE) end() {
+	close(s.done)
+	<-s.ended
+}
+
+func (f *fakeGateway) acceptSSE() *fakeSSE {
+	f.t.Helper()
+	select {
+	case s := <-f.sses:
+		return s
+	case <-time.After(15 * time.Second):
+		f.t.Fatal("the page opened no SSE stream within 15 s")
+		return nil
+	}
+}
+
+// nextFrame waits for the next frame the page sent on c with the given
+// event, skipping others (pings).
+func (c *fakeConn) nextFrame(t *testing.T, event string, timeout time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m := <-c.frames:
+			if m["event"] == event {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no %q frame from the page within %s", event, timeout)
+			return nil
+		}
+	}
+}
+
+func (f *fakeGateway) serveSeen(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.seenHTTP = append(f.seenHTTP, r.PathValue("no"))
+	f.auth[r.Header.Get("Authorization")] = true
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(order(r.PathValue("no"), 1, wire.StatusPending))
+}
+
+func (f *fakeGateway) serveAck(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Seq uint64 `json:"seq"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Seq == 0 {
+		writeError(w, http.StatusBadRequest, "invalid_field", "seq")
+		return
+	}
+	f.mu.Lock()
+	f.acksHTTP = append(f.acksHTTP, body.Seq)
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]wire.ErrorData{"error": {Code: code, Message: msg}})
+	_ = json.NewEncoder(w).Encode(wire.NewErrorBody(code, msg))
 }
 
 func (f *fakeGateway) serveList(w http.ResponseWriter, r *http.Request) {
@@ -210,9 +369,19 @@ func TestDashboardAppliesEventsOnceAndResumesWithSince(t *testing.T) {
 	if !strings.Contains(toast, wire.NewOrderMsg) || !strings.Contains(toast, "New order received") {
 		t.Errorf("toast %q lacks the Chinese message or the English line", toast)
 	}
-	if beeps := eval[string](t, ctx, `document.body.dataset.beeps`); beeps != "2" {
-		t.Errorf("beeped %s times for two orders", beeps)
+	if chimes := eval[string](t, ctx, `document.body.dataset.chimes`); chimes != "1" {
+		t.Errorf("chimed %s times for a burst of two orders, want 1", chimes)
 	}
+	waitJS(t, ctx, "two unseen orders", `document.body.dataset.unseen === '2' && document.querySelectorAll('.order.unseen').length === 2`, 5*time.Second)
+	for got := 0; got != 2; {
+		got = ackSeq(t, c1.nextFrame(t, "ack", 5*time.Second)) // 1, then 2 at most 250 ms later
+	}
+	// "Got it" on one: a seen frame on the socket; the other stays unseen.
+	do(t, ctx, chromedp.Click(chromedp.CSS(`.order[data-order-no="u1-2"] .got-it`)))
+	if m := c1.nextFrame(t, "seen", 5*time.Second); fmt.Sprint(m["data"]) != "map[orderNo:u1-2]" {
+		t.Fatalf("seen frame %v", m)
+	}
+	waitJS(t, ctx, "one unseen order", `document.body.dataset.unseen === '1' && !document.querySelector('.order[data-order-no="u1-2"]').classList.contains('unseen')`, 5*time.Second)
 
 	// The replica goes away; the page comes back with since=2, and the
 	// replay plus a duplicate of an event it already has yields one row.
@@ -323,33 +492,19 @@ func TestDashboardBacksOffExponentiallyWithJitter(t *testing.T) {
 	do(t, ctx, chromedp.Navigate(f.srv.URL+"/?token="+merchantToken()))
 	waitJS(t, ctx, "the reconnecting state", `document.getElementById('conn').dataset.state === 'reconnecting'`, 5*time.Second)
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		f.mu.Lock()
-		n := len(f.attempts)
-		f.mu.Unlock()
-		if n >= 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d connection attempts in 20 s", n)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
-	}
-	f.mu.Lock()
-	attempts := append([]time.Time{}, f.attempts...)
-	f.mu.Unlock()
-	// Attempt k+1 comes after a delay in [step/2, step] with step =
-	// 500 ms * 2^k (app.js: equal jitter), plus the failed handshake and the
-	// page's probe request. The lower bound is exact; the upper one allows
-	// for a busy machine.
-	for k := 0; k+1 < len(attempts) && k < 4; k++ {
+	attempts := f.waitAttempts(t, 5, 30*time.Second)
+	// Attempt k+1 comes after a random delay in [0, step] with step =
+	// 500 ms * 2^k (client.js: full jitter; TestClientBacksOffExponentially
+	// checks the steps exactly), plus the failed handshake and the page's
+	// probe request on a busy machine.
+	for k := 0; k < 4; k++ {
 		gap := attempts[k+1].Sub(attempts[k])
 		step := 500 * time.Millisecond << k
-		if gap < step/2-50*time.Millisecond || gap > step+1500*time.Millisecond {
-			t.Errorf("gap %d: %s, want between %s and %s (plus handshake time)", k, gap, step/2, step)
+		if gap > step+1500*time.Millisecond {
+			t.Errorf("gap %d: %s, want at most %s (plus handshake time)", k, gap, step)
 		}
 	}
+	waitJS(t, ctx, "the countdown", `document.getElementById('conn-text').textContent.startsWith('Reconnecting in')`, 10*time.Second)
 
 	// Once a replica takes it, the page is live and the backoff resets.
 	f.setRefuse(0)

@@ -179,8 +179,11 @@ func TestDashboardThroughNginx(t *testing.T) {
 		if api := pendingFromAPI(t, s, merchant); !sameSet(nos, api) || len(nos) != want {
 			t.Fatalf("after %s of %s the page lists %v, the order API %v", sig, node, nos, api)
 		}
-		if sync := eval[string](t, ctx, `document.getElementById('sync').dataset.last || ''`); !strings.Contains(sync, "Resumed") {
-			t.Errorf("after %s: no resumed flag (%q)", sig, sync)
+		// Resumed (the order was placed while the page was away) or
+		// reconnected before it was placed (close 1001 reconnects at once);
+		// either way the rows above match the order API.
+		if sync := eval[string](t, ctx, `document.getElementById('sync').dataset.last || ''`); !strings.Contains(sync, "Resumed") && !strings.Contains(sync, "Reconnected") {
+			t.Errorf("after %s: no reconnect flag (%q)", sig, sync)
 		}
 		t.Logf("%s on %s: page moved to %s with %d pending", sig, node, text(t, ctx, "node"), want)
 	}
@@ -194,21 +197,6 @@ func TestDashboardThroughNginx(t *testing.T) {
 	}
 	artifact(t, "dashboard-phone.png", phone)
 
-	// Served from another origin than the order API (a gateway directly,
-	// as the one-command local stack does, with ?api=): the order API's CORS
-	// lets the page list and process orders with its bearer token.
-	var gw *prodstack.Process
-	for _, g := range s.Gateways {
-		if !g.Proc.Exited() {
-			gw = g
-		}
-	}
-	direct := tab(t, b)
-	do(t, direct, chromedp.Navigate(gw.URL+"/?api="+s.OrderAPIs[0].URL+"&token="+s.Token("merchant", merchant)))
-	waitJS(t, direct, "the list from the other origin",
-		fmt.Sprintf(`document.querySelectorAll('#orders .order').length === %d && `, 6)+countIs(6), 10*time.Second)
-	do(t, direct, chromedp.Click(chromedp.CSS(fmt.Sprintf(`.order[data-order-no=%q] .process`, placed[1].OrderNo))))
-	waitJS(t, direct, "count 5 across origins", countIs(5), 5*time.Second)
-	// And the first page, through nginx, follows.
-	waitJS(t, ctx, "count 5 on the first page", countIs(5), 5*time.Second)
+	// (A page served by a gateway directly, calling the order API on
+	// another origin with CORS, is TestDashboardIgnoresAPILink.)
 }

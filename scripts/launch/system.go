@@ -96,7 +96,9 @@ func StartSystemT(t testing.TB, spec SystemSpec) *System {
 		g := newService("gateway-" + strconv.Itoa(i))
 		g.Node = fmt.Sprintf("gw-%s-%d", run, i)
 		env := append(append([]string{}, common...),
-			"GATEWAY_ADDR="+g.Addr, "NODE_ID="+g.Node, "ORDERAPI_URL="+sys.OrderAPI.URL)
+			"GATEWAY_ADDR="+g.Addr, "NODE_ID="+g.Node, "ORDERAPI_URL="+sys.OrderAPI.URL,
+			// The dashboard a gateway serves calls this order API directly.
+			"DASHBOARD_API_URL="+sys.OrderAPI.URL)
 		g.Proc = StartT(t, Spec{
 			Name: g.Name, Path: spec.Bins.Gateway, LogFile: filepath.Join(dir, g.Name+".log"),
 			Env: append(env, spec.GatewayEnv...),

@@ -113,7 +113,7 @@ func (r *Refusal) Write(w http.ResponseWriter) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(r.Status)
-	body, _ := json.Marshal(map[string]wire.ErrorData{"error": {Code: r.Code, Message: r.Message}})
+	body, _ := json.Marshal(wire.NewErrorBody(r.Code, r.Message))
 	_, _ = w.Write(append(body, '\n'))
 }
 
@@ -146,7 +146,7 @@ func (a *Admission) Connect(r *http.Request) (*Slot, *Refusal) {
 		if ok {
 			if allowed, wait := a.rate.allow(bucketKey(ip), a.cfg.Now()); !allowed {
 				return nil, a.refuse(&Refusal{
-					Status: http.StatusTooManyRequests, Code: codeRateLimited, Result: ResultRateLimited,
+					Status: http.StatusTooManyRequests, Code: wire.CodeRateLimited, Result: ResultRateLimited,
 					Message: "too many connection attempts from your address; retry after Retry-After seconds", RetryAfter: wait,
 				})
 			}
@@ -158,7 +158,7 @@ func (a *Admission) Connect(r *http.Request) (*Slot, *Refusal) {
 	if n := a.open.Add(1); n > int64(a.cfg.MaxConns) {
 		a.open.Add(-1)
 		return nil, a.refuse(&Refusal{
-			Status: http.StatusServiceUnavailable, Code: codeUnavailable, Result: ResultMaxConns,
+			Status: http.StatusServiceUnavailable, Code: wire.CodeUnavailable, Result: ResultMaxConns,
 			Message: "this replica is full; retry after Retry-After seconds (any replica)", RetryAfter: maxConnsRetryAfter,
 		})
 	}
@@ -185,7 +185,7 @@ func (a *Admission) Merchant(ctx context.Context, connID, merchantID string) *Re
 		return nil
 	}
 	return a.refuse(&Refusal{
-		Status: http.StatusTooManyRequests, Code: codeTooManyConnections, Result: ResultTooManyConnections,
+		Status: http.StatusTooManyRequests, Code: wire.CodeTooManyConnections, Result: ResultTooManyConnections,
 		Message:    "this merchant has " + strconv.Itoa(n) + " open connections, the most allowed; close one or retry later",
 		RetryAfter: perMerchantRetryAfter,
 	})
@@ -195,10 +195,3 @@ func (a *Admission) refuse(r *Refusal) *Refusal {
 	a.connects.WithLabelValues(r.Result).Inc()
 	return r
 }
-
-// Error codes of the refusals (PROTOCOL.md, "Limits and hostile clients").
-const (
-	codeRateLimited        = "rate_limited"
-	codeTooManyConnections = "too_many_connections"
-	codeUnavailable        = "unavailable"
-)

@@ -180,10 +180,8 @@ func (c *Client) do(req *http.Request, v any) error {
 		return fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error wire.ErrorData `json:"error"`
-		}
-		apiErr := &Error{Status: resp.StatusCode, Code: "unavailable", Message: http.StatusText(resp.StatusCode)}
+		var e wire.ErrorBody
+		apiErr := &Error{Status: resp.StatusCode, Code: wire.CodeUnavailable, Message: http.StatusText(resp.StatusCode)}
 		if json.Unmarshal(b, &e) == nil && e.Error.Code != "" {
 			apiErr.Code, apiErr.Message = e.Error.Code, e.Error.Message
 		}

@@ -74,7 +74,7 @@ func TestRedisCluster(t *testing.T) {
 	}
 	h := socks[2][0].Frames()[0].Hello()
 	frame := wire.MustEncode(wire.EventNotice, 0, 0, wire.NoticeData{Msg: "on a cluster"})
-	env, _ := json.Marshal(presence.Notice{ConnID: h.ConnID, Frame: frame})
+	env, _ := json.Marshal(wire.Notice{ConnID: h.ConnID, Frame: frame})
 	eventually(t, 5*time.Second, func() error {
 		n, err := stream.New(cc, stream.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(a.Node), env)
 		if err == nil && n == 0 {

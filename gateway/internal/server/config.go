@@ -17,6 +17,7 @@ import (
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/sidroute"
 	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/web"
 	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
@@ -43,6 +44,9 @@ type Config struct {
 	DrainSpread    time.Duration      // DRAIN_SPREAD, default 2s: closing sockets on SIGTERM is spread over this
 	PingInterval   time.Duration      // PING_INTERVAL, default 25s: keepalive pings
 	AdvertiseURL   string             // ADVERTISE_URL, default from GATEWAY_ADDR: where other replicas forward socket.io polls
+	// DashboardAPIURL is DASHBOARD_API_URL: the order API's base URL as the
+	// dashboard calls it; default unset: /api on the page's own origin.
+	DashboardAPIURL string
 
 	// Connect admission (PROTOCOL.md, "Limits and hostile clients"); 0 is off.
 	TrustedProxies      []netip.Prefix // TRUSTED_PROXIES, default 127.0.0.1/32,::1/128; "none": no proxy is believed
@@ -85,6 +89,13 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		l.Fail("TRUSTED_PROXIES", "%v", err)
 	}
 	c.TrustedProxies = proxies
+	if v := l.String("DASHBOARD_API_URL", ""); v != "" {
+		if u, err := web.ParseAPIURL(v); err != nil {
+			l.Fail("DASHBOARD_API_URL", "%v", err)
+		} else {
+			c.DashboardAPIURL = u.String()
+		}
+	}
 	if c.NodeID == "" {
 		c.NodeID = defaultNodeID()
 	} else if !validNodeID(c.NodeID) {

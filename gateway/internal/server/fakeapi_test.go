@@ -60,7 +60,7 @@ func (f *fakeAPI) URL() string { return f.srv.URL }
 func writeErr(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]wire.ErrorData{"error": {Code: code, Message: msg}})
+	_ = json.NewEncoder(w).Encode(wire.NewErrorBody(code, msg))
 }
 
 func (f *fakeAPI) auth(w http.ResponseWriter, r *http.Request, service bool) (token.Claims, bool) {

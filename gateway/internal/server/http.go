@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"orderpush/gateway/web"
 	"orderpush/pkg/wire"
 )
 
@@ -31,7 +30,7 @@ func (s *Server) routes() *echo.Echo {
 	})
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
-	e.Match([]string{http.MethodGet, http.MethodHead}, "/*", echo.WrapHandler(web.Handler()))
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/*", echo.WrapHandler(s.web))
 	return e
 }
 
@@ -79,9 +78,30 @@ func (s *Server) readyz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 }
 
-// apiError writes PROTOCOL.md's error shape.
-func apiError(c echo.Context, status int, code, msg string) error {
-	return c.JSON(status, map[string]wire.ErrorData{"error": {Code: code, Message: msg}})
+// apiError writes PROTOCOL.md's error shape with the code's status.
+func apiError(c echo.Context, code, msg string) error {
+	return c.JSON(wire.HTTPStatus(code), wire.NewErrorBody(code, msg))
+}
+
+// codeOf names the error code of an HTTP error Echo raised by itself.
+// None of the gateway's routes answers a bare 400 (the socket endpoint
+// checks its parameters and says invalid_since); should one come, its input
+// can only be a query parameter or header, i.e. invalid_field.
+func codeOf(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return wire.CodeInvalidField
+	case http.StatusUnauthorized:
+		return wire.CodeUnauthorized
+	case http.StatusForbidden:
+		return wire.CodeForbidden
+	case http.StatusNotFound:
+		return wire.CodeNotFound
+	case http.StatusMethodNotAllowed:
+		return wire.CodeMethodNotAllowed
+	default:
+		return wire.CodeInternal
+	}
 }
 
 // httpError renders every Echo error in the same shape.
@@ -99,21 +119,13 @@ func (s *Server) httpError(err error, c echo.Context) {
 			msg = http.StatusText(status)
 		}
 	}
-	code := map[int]string{
-		http.StatusNotFound:         "not_found",
-		http.StatusMethodNotAllowed: "method_not_allowed",
-		http.StatusBadRequest:       "invalid_request",
-		http.StatusUnauthorized:     "unauthorized",
-		http.StatusForbidden:        "forbidden",
-	}[status]
-	if code == "" {
-		code = "internal"
-	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)
 		return
 	}
-	_ = apiError(c, status, code, msg)
+	// The status stays Echo's (e.g. 500 for a recovered panic, 413 should a
+	// limit middleware raise it); the code is the contract's name for it.
+	_ = c.JSON(status, wire.NewErrorBody(codeOf(status), msg))
 }
 
 // servePprof serves net/http/pprof on PPROF_ADDR (debugging only; keep it

@@ -2,14 +2,12 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"time"
 
 	"orderpush/gateway/internal/sendq"
 	"orderpush/gateway/internal/socket"
 	"orderpush/pkg/logging"
-	"orderpush/pkg/presence"
 	"orderpush/pkg/wire"
 )
 
@@ -117,15 +115,11 @@ func (s *Server) readdAll() {
 	}
 }
 
-// notice delivers a presence.Notice from this replica's channel to the one
+// notice delivers a wire.Notice from this replica's channel to the one
 // socket it names.
 func (s *Server) notice(payload []byte) {
-	var n presence.Notice
-	if err := json.Unmarshal(payload, &n); err != nil || n.ConnID == "" {
-		s.m.Notices.WithLabelValues("bad").Inc()
-		return
-	}
-	if _, err := wire.ParseHead(n.Frame); err != nil {
+	n, err := wire.ParseNotice(payload)
+	if err != nil {
 		s.m.Notices.WithLabelValues("bad").Inc()
 		return
 	}

@@ -225,7 +225,7 @@ func TestNoticeRouting(t *testing.T) {
 		t.Fatalf("locate %s: %+v %v %v", connID, loc, ok, err)
 	}
 	frame := wire.MustEncode(wire.EventNotice, 0, 0, wire.NoticeData{Msg: "hello <b>&"})
-	env, _ := json.Marshal(presence.Notice{ConnID: connID, Frame: frame})
+	env, _ := json.Marshal(wire.Notice{ConnID: connID, Frame: frame})
 	// The replica subscribes its node channel at start; wait until it does.
 	eventually(t, 5*time.Second, func() error {
 		n, err := stream.New(rdb, stream.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(loc.Node), env)

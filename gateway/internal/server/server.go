@@ -31,6 +31,7 @@ import (
 	"orderpush/gateway/internal/socket"
 	"orderpush/gateway/internal/subscriber"
 	"orderpush/gateway/internal/transport/socketio"
+	"orderpush/gateway/web"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
@@ -74,6 +75,7 @@ type Server struct {
 	echo     *echo.Echo
 	http     *http.Server
 	nodeChan string
+	web      *web.Handler // the dashboard and /client.js
 
 	base     context.Context // lives until the server stopped; parent of socket work
 	stop     context.CancelFunc
@@ -133,6 +135,9 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	s.hub = hub.New(hub.Config{
 		Node: cfg.NodeID, GapWait: cfg.GapWait, ReplayMax: uint64(max(cfg.ReplayMax, 0)), Buffer: cfg.SendQueueSize,
 	}, s.subs, src, log, s.m)
+	if s.web, err = web.New(web.Options{APIURL: cfg.DashboardAPIURL}); err != nil {
+		return nil, err
+	}
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.route = sidroute.New(sidroute.Config{
 		Node: cfg.NodeID, Self: cfg.AdvertiseURL,

@@ -19,6 +19,7 @@ import (
 	"orderpush/gateway/internal/socket"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/token"
+	"orderpush/pkg/wire"
 )
 
 // handleWS is GET /ws: checks before the upgrade (PROTOCOL.md "Merchant
@@ -29,7 +30,7 @@ func (s *Server) handleWS(c echo.Context) error {
 	r := c.Request()
 	if !s.enter() {
 		s.m.Connects.WithLabelValues("draining").Inc()
-		return apiError(c, http.StatusServiceUnavailable, "unavailable", "this replica is shutting down; reconnect with since")
+		return apiError(c, wire.CodeUnavailable, "this replica is shutting down; reconnect with since")
 	}
 	defer s.handlers.Done()
 	slot, refused := s.admit.Connect(r) // CONNECT_RATE, MAX_CONNS: before any work
@@ -45,7 +46,7 @@ func (s *Server) handleWS(c echo.Context) error {
 	}()
 	if !originAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
 		s.m.Connects.WithLabelValues("origin").Inc()
-		return apiError(c, http.StatusForbidden, "origin_not_allowed", "origin not allowed")
+		return apiError(c, wire.CodeOriginNotAllowed, "origin not allowed")
 	}
 	// A copy: the token is kept for the socket's life (process forwarding)
 	// and would otherwise pin the whole request line.
@@ -53,16 +54,16 @@ func (s *Server) handleWS(c echo.Context) error {
 	claims, err := s.verifier.Verify(raw)
 	if err != nil {
 		s.m.Connects.WithLabelValues("unauthorized").Inc()
-		return apiError(c, http.StatusUnauthorized, "unauthorized", err.Error())
+		return apiError(c, wire.CodeUnauthorized, err.Error())
 	}
 	if claims.Role != token.RoleMerchant {
 		s.m.Connects.WithLabelValues("forbidden").Inc()
-		return apiError(c, http.StatusForbidden, "forbidden", "only a merchant token opens a socket")
+		return apiError(c, wire.CodeForbidden, "only a merchant token opens a socket")
 	}
 	since, err := parseSince(r)
 	if err != nil {
 		s.m.Connects.WithLabelValues("bad_since").Inc()
-		return apiError(c, http.StatusBadRequest, "invalid_since", err.Error())
+		return apiError(c, wire.CodeInvalidSince, err.Error())
 	}
 	mid := claims.Subject
 	var exp time.Time
@@ -88,7 +89,7 @@ func (s *Server) handleWS(c echo.Context) error {
 		s.presenceRemove(sock.ID(), mid)
 		s.m.Connects.WithLabelValues("unavailable").Inc()
 		s.log.LogAttrs(jctx, slog.LevelWarn, "connect failed", slog.String(logging.KeyMerchant, mid), logging.Err(err))
-		return apiError(c, http.StatusServiceUnavailable, "unavailable", "cannot reach the event stream; retry shortly")
+		return apiError(c, wire.CodeUnavailable, "cannot reach the event stream; retry shortly")
 	}
 	s.track(sock)
 	// Origins were checked above against ALLOWED_ORIGINS; the library's own

@@ -45,7 +45,7 @@ func (s *Socket) readLoop(ctx context.Context, conn *websocket.Conn) {
 func (s *Socket) handle(ctx context.Context, data []byte) {
 	f, err := wire.ParseClient(data)
 	if err != nil {
-		s.reply(wire.ErrorFrame("invalid_frame", err.Error()))
+		s.reply(wire.ErrorFrame(wire.CodeInvalidFrame, err.Error()))
 		return
 	}
 	switch f.Event {
@@ -61,7 +61,7 @@ func (s *Socket) handle(ctx context.Context, data []byte) {
 func (s *Socket) process(ctx context.Context, orderNo string) {
 	if s.proc == nil {
 		s.m.ProcessForwards.WithLabelValues("error").Inc()
-		s.reply(wire.ErrorFrame("unavailable", "order processing is not configured on this gateway (ORDERAPI_URL)"))
+		s.reply(wire.ErrorFrame(wire.CodeUnavailable, "order processing is not configured on this gateway (ORDERAPI_URL)"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, processTimeout)
@@ -77,7 +77,7 @@ func (s *Socket) process(ctx context.Context, orderNo string) {
 	default:
 		s.m.ProcessForwards.WithLabelValues("error").Inc()
 		s.logf(slog.LevelWarn, "process forward failed", slog.String(logging.KeyOrderNo, orderNo), logging.Err(err))
-		s.reply(wire.ErrorFrame("unavailable", "the order api did not answer; try again"))
+		s.reply(wire.ErrorFrame(wire.CodeUnavailable, "the order api did not answer; try again"))
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"orderpush/orderapi/internal/order"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/token"
+	"orderpush/pkg/wire"
 )
 
 // MaxBody is the largest request body accepted; larger ones get 413.
@@ -133,7 +134,7 @@ func (a *api) drainGate(next echo.HandlerFunc) echo.HandlerFunc {
 			switch c.Path() {
 			case "/healthz", "/readyz", "/metrics":
 			default:
-				return &order.Error{Code: order.CodeUnavailable, Message: "shutting down, try another replica"}
+				return &order.Error{Code: wire.CodeUnavailable, Message: "shutting down, try another replica"}
 			}
 		}
 		return next(c)
@@ -166,7 +167,7 @@ func (a *api) auth(next echo.HandlerFunc) echo.HandlerFunc {
 
 func unauthorized(c echo.Context, msg string) error {
 	c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="orderapi"`)
-	return &order.Error{Code: order.CodeUnauthorized, Message: msg}
+	return &order.Error{Code: wire.CodeUnauthorized, Message: msg}
 }
 
 func caller(c echo.Context) order.Caller {

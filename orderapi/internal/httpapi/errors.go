@@ -9,35 +9,8 @@ import (
 
 	"orderpush/orderapi/internal/order"
 	"orderpush/pkg/logging"
+	"orderpush/pkg/wire"
 )
-
-// Codes this layer adds to PROTOCOL.md's list, for what the contract does
-// not cover: a known path with the wrong method, and a bug.
-const (
-	codeMethodNotAllowed = "method_not_allowed"
-	codeInternal         = "internal"
-)
-
-// statusOf maps every error code to its HTTP status: the one place that
-// does.
-var statusOf = map[string]int{
-	order.CodeInvalidJSON:     http.StatusBadRequest,
-	order.CodeInvalidField:    http.StatusBadRequest,
-	order.CodeUnauthorized:    http.StatusUnauthorized,
-	order.CodeForbidden:       http.StatusForbidden,
-	order.CodeNotFound:        http.StatusNotFound,
-	codeMethodNotAllowed:      http.StatusMethodNotAllowed,
-	order.CodePayloadTooLarge: http.StatusRequestEntityTooLarge,
-	order.CodeUnavailable:     http.StatusServiceUnavailable,
-	codeInternal:              http.StatusInternalServerError,
-}
-
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
 
 // handleError is Echo's HTTPErrorHandler: every failure leaves as
 // {"error":{"code","message"}}.
@@ -46,20 +19,18 @@ func (a *api) handleError(err error, c echo.Context) {
 		return
 	}
 	e := toError(err)
-	status := statusOf[e.Code]
+	status := wire.HTTPStatus(e.Code)
 	switch {
-	case status >= 500 && e.Code != order.CodeUnavailable:
+	case status >= 500 && e.Code != wire.CodeUnavailable:
 		a.log.Error("request failed", "route", c.Path(), logging.Err(err))
-	case e.Code == order.CodeUnavailable && e.Err != nil:
+	case e.Code == wire.CodeUnavailable && e.Err != nil:
 		a.log.Warn("dependency unavailable", "route", c.Path(), logging.Err(e.Err))
 	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)
 		return
 	}
-	var body errorBody
-	body.Error.Code, body.Error.Message = e.Code, e.Message
-	_ = c.JSON(status, body)
+	_ = c.JSON(status, wire.NewErrorBody(e.Code, e.Message))
 }
 
 // toError turns any handler error into an *order.Error.
@@ -69,26 +40,26 @@ func toError(err error) *order.Error {
 	}
 	var he *echo.HTTPError
 	if !errors.As(err, &he) {
-		return &order.Error{Code: codeInternal, Message: "internal error", Err: err}
+		return &order.Error{Code: wire.CodeInternal, Message: "internal error", Err: err}
 	}
 	switch he.Code {
 	case http.StatusNotFound:
-		return &order.Error{Code: order.CodeNotFound, Message: "no such route"}
+		return &order.Error{Code: wire.CodeNotFound, Message: "no such route"}
 	case http.StatusMethodNotAllowed:
-		return &order.Error{Code: codeMethodNotAllowed, Message: "method not allowed on this route"}
+		return &order.Error{Code: wire.CodeMethodNotAllowed, Message: "method not allowed on this route"}
 	case http.StatusRequestEntityTooLarge:
-		return &order.Error{Code: order.CodePayloadTooLarge, Message: "request body is larger than 64 KiB"}
+		return &order.Error{Code: wire.CodePayloadTooLarge, Message: "request body is larger than 64 KiB"}
 	case http.StatusUnauthorized:
-		return &order.Error{Code: order.CodeUnauthorized, Message: "unauthorized"}
+		return &order.Error{Code: wire.CodeUnauthorized, Message: "unauthorized"}
 	case http.StatusForbidden:
-		return &order.Error{Code: order.CodeForbidden, Message: "forbidden"}
+		return &order.Error{Code: wire.CodeForbidden, Message: "forbidden"}
 	case http.StatusServiceUnavailable:
-		return &order.Error{Code: order.CodeUnavailable, Message: "unavailable"}
+		return &order.Error{Code: wire.CodeUnavailable, Message: "unavailable"}
 	}
 	if he.Code >= 400 && he.Code < 500 {
-		return &order.Error{Code: order.CodeInvalidJSON, Message: http.StatusText(he.Code)}
+		return &order.Error{Code: wire.CodeInvalidJSON, Message: http.StatusText(he.Code)}
 	}
-	return &order.Error{Code: codeInternal, Message: "internal error", Err: err}
+	return &order.Error{Code: wire.CodeInternal, Message: "internal error", Err: err}
 }
 
 // strictJSON is Echo's JSON serializer made strict for bodies bound with
@@ -109,10 +80,10 @@ func (strictJSON) Deserialize(c echo.Context, i any) error {
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(i); err != nil {
-		return &order.Error{Code: order.CodeInvalidJSON, Message: "request body is not valid JSON: " + err.Error()}
+		return &order.Error{Code: wire.CodeInvalidJSON, Message: "request body is not valid JSON: " + err.Error()}
 	}
 	if dec.More() {
-		return &order.Error{Code: order.CodeInvalidJSON, Message: "unexpected data after the JSON object"}
+		return &order.Error{Code: wire.CodeInvalidJSON, Message: "unexpected data after the JSON object"}
 	}
 	return nil
 }

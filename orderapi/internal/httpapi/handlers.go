@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"orderpush/orderapi/internal/order"
+	"orderpush/pkg/wire"
 )
 
 // readBody reads the whole request body; BodyLimit makes an oversized one
@@ -24,7 +25,7 @@ func readBody(c echo.Context) ([]byte, error) {
 		if errors.As(err, &he) {
 			return nil, he
 		}
-		return nil, &order.Error{Code: order.CodeInvalidJSON, Message: "could not read the request body"}
+		return nil, &order.Error{Code: wire.CodeInvalidJSON, Message: "could not read the request body"}
 	}
 	return b, nil
 }

@@ -54,7 +54,7 @@ func TestNoticeRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n presence.Notice
+	var n wire.Notice
 	if err := json.Unmarshal([]byte(got.Payload), &n); err != nil || n.ConnID != conn {
 		t.Fatalf("node message %s (%v)", got.Payload, err)
 	}

@@ -3,22 +3,14 @@ package order
 import (
 	"errors"
 	"fmt"
+
+	"orderpush/pkg/wire"
 )
 
-// Error codes of PROTOCOL.md ("Order API", Errors). The HTTP layer maps each
-// to its status in one place.
-const (
-	CodeInvalidJSON     = "invalid_json"
-	CodeInvalidField    = "invalid_field"
-	CodeUnauthorized    = "unauthorized"
-	CodeForbidden       = "forbidden"
-	CodeNotFound        = "not_found"
-	CodePayloadTooLarge = "payload_too_large"
-	CodeUnavailable     = "unavailable"
-)
-
-// Error is a failure the client is told about: a machine code and a message
-// safe to show. Err, when set, is the internal cause, for logs only.
+// Error is a failure the client is told about: a machine code (one of
+// wire.Code..., which the HTTP layer maps to a status with wire.HTTPStatus)
+// and a message safe to show. Err, when set, is the internal cause, for
+// logs only.
 type Error struct {
 	Code    string
 	Message string
@@ -46,20 +38,20 @@ func errorf(code, format string, args ...any) *Error {
 }
 
 func invalidJSON(format string, args ...any) *Error {
-	return errorf(CodeInvalidJSON, format, args...)
+	return errorf(wire.CodeInvalidJSON, format, args...)
 }
 
 // invalidField names the field first, as PROTOCOL.md asks.
 func invalidField(field, format string, args ...any) *Error {
-	return errorf(CodeInvalidField, "%s: %s", field, fmt.Sprintf(format, args...))
+	return errorf(wire.CodeInvalidField, "%s: %s", field, fmt.Sprintf(format, args...))
 }
 
-func forbidden(format string, args ...any) *Error { return errorf(CodeForbidden, format, args...) }
+func forbidden(format string, args ...any) *Error { return errorf(wire.CodeForbidden, format, args...) }
 
-func notFound(format string, args ...any) *Error { return errorf(CodeNotFound, format, args...) }
+func notFound(format string, args ...any) *Error { return errorf(wire.CodeNotFound, format, args...) }
 
 // unavailable reports a failed dependency: a database or Redis that does not
 // answer. Nothing was half-written (the store rolls back).
 func unavailable(what string, err error) *Error {
-	return &Error{Code: CodeUnavailable, Message: what + " unavailable, try again", Err: err}
+	return &Error{Code: wire.CodeUnavailable, Message: what + " unavailable, try again", Err: err}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"time"
 
-	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
@@ -53,7 +52,7 @@ func (s *Service) Notice(ctx context.Context, c Caller, connID string, body []by
 	if err != nil {
 		return unavailable("encoder", err)
 	}
-	payload, err := json.Marshal(presence.Notice{ConnID: connID, Frame: frame})
+	payload, err := json.Marshal(wire.Notice{ConnID: connID, Frame: frame})
 	if err != nil {
 		return unavailable("encoder", err)
 	}

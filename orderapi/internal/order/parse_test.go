@@ -72,7 +72,7 @@ func FuzzParseCreate(f *testing.F) {
 		r, err := order.ParseCreate(body)
 		if err != nil {
 			e, ok := order.AsError(err)
-			if !ok || (e.Code != order.CodeInvalidJSON && e.Code != order.CodeInvalidField) || e.Message == "" {
+			if !ok || (e.Code != wire.CodeInvalidJSON && e.Code != wire.CodeInvalidField) || e.Message == "" {
 				t.Fatalf("ParseCreate(%q) error %v is not a client error", body, err)
 			}
 			return

@@ -186,7 +186,10 @@ func runStack(ctx context.Context, args []string, getenv func(string) string, st
 			Env: append(common,
 				"GATEWAY_ADDR="+net.JoinHostPort(o.host, strconv.Itoa(p)),
 				"NODE_ID="+g.node,
-				"ORDERAPI_URL="+api.url),
+				"ORDERAPI_URL="+api.url,
+				// The dashboard a gateway serves calls the order API on
+				// its own port (no nginx here to route /api).
+				"DASHBOARD_API_URL="+api.url),
 		})
 		if err != nil {
 			return err
@@ -250,7 +253,7 @@ func printBanner(w io.Writer, o options, secret string, rds *redisServer, servic
 	for _, g := range gateways {
 		fmt.Fprintf(w, "  %-10s %s  node %s, socket %s\n", g.name, g.url, g.node, wsURL(g))
 	}
-	fmt.Fprintf(w, "\nDashboard of merchant %s (any gateway serves it):\n  %s/?api=%s&token=%s\n", o.merchant, gateways[0].url, api.url, merchantTok)
+	fmt.Fprintf(w, "\nDashboard of merchant %s (any gateway serves it):\n  %s/?token=%s\n", o.merchant, gateways[0].url, merchantTok)
 	fmt.Fprintf(w, "\nmerchant token (%s): %s\n", o.merchant, merchantTok)
 	fmt.Fprintf(w, "member token (%s): %s\n", o.member, memberTok)
 	fmt.Fprintf(w, "JWT_SECRET: %s\n", secret)
