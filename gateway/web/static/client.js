@@ -89,6 +89,7 @@ export class Client {
     this._attempt = 0;
     this._liveAt = 0;
     this._wsFailures = 0;
+    this._sseFailures = 0;
     this._retryTimer = 0;
     this._retryAt = 0;
     this._ackWant = 0;
@@ -280,6 +281,7 @@ export class Client {
       this._attempt = 0;
       this._liveAt = Date.now();
       if (this._conn && this._conn.kind === 'ws') this._wsFailures = 0;
+      if (this._conn && this._conn.kind === 'sse') this._sseFailures = 0;
       this._setState({ state: 'live', node: this.info.node, attempt: 0, retryIn: 0, code: 0, reason: '' });
     }
     this._emit('hello', { ...f, fresh, missed, fromTab: !!fromLeader });
@@ -534,6 +536,7 @@ export class Client {
       if (this._closed || gen !== this._gen || this._conn) return;
       if (res && [400, 401, 403, 429, 503].includes(res.status)) { await this._refused(gen, res, 'ws'); return; }
     }
+    if (kind === 'sse' && !helloSeen) this._sseFailed();
     if (kind === 'ws' && !helloSeen) {
       this._wsFailures++;
       if (this._wsFailures >= this.opts.fallbackAfter && this.opts.transports.includes('sse')) {
@@ -550,6 +553,17 @@ export class Client {
     this._retry(code, opened ? 'connection lost' : 'cannot connect');
   }
 
+  // _sseFailed counts an SSE attempt that brought no hello; after as many
+  // as made WebSocket give way, WebSocket gets one more try (neither is
+  // known to work: alternate rather than insist on one).
+  _sseFailed() {
+    this._sseFailures++;
+    if (this._sseFailures >= this.opts.fallbackAfter && this.opts.transports.includes('ws')) {
+      this._sseFailures = 0;
+      this._wsFailures = this.opts.fallbackAfter - 1;
+    }
+  }
+
   // _refused handles an HTTP refusal of /ws or /sse.
   async _refused(gen, res, kind) {
     const body = await res.json().catch(() => null);
@@ -560,6 +574,7 @@ export class Client {
     if (res.status === 403) { this._stopAuth(why); return; }
     if (res.status === 400 && e.code === 'invalid_since') { this.seq = null; this._retry(0, 'since refused', 0); return; }
     if (kind === 'sse' && res.status !== 429 && res.status !== 503) {
+      this._sseFailed();
       this._retry(0, `SSE refused (${res.status})`);
       return;
     }
