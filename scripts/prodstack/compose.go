@@ -27,6 +27,9 @@ type Compose struct {
 	Name     string             `yaml:"name"`
 	Services map[string]Service `yaml:"services"`
 	Volumes  map[string]any     `yaml:"volumes"`
+	// Secrets are files compose mounts at /run/secrets/<name> in the
+	// services that list them (the token public key).
+	Secrets map[string]SecretFile `yaml:"secrets"`
 	// Extensions holds the top-level keys that are not part of the model;
 	// only x-* extension fields are allowed there.
 	Extensions map[string]any `yaml:",inline"`
@@ -47,7 +50,17 @@ type Service struct {
 	CapDrop         []string              `yaml:"cap_drop"`
 	SecurityOpt     []string              `yaml:"security_opt"`
 	StopGracePeriod string                `yaml:"stop_grace_period"`
+	Secrets         []string              `yaml:"secrets"`
 }
+
+// SecretFile is a top-level compose secret read from a file (relative to
+// the compose file).
+type SecretFile struct {
+	File string `yaml:"file"`
+}
+
+// SecretPath is where compose mounts secret name inside a container.
+func SecretPath(name string) string { return "/run/secrets/" + name }
 
 // Build is a service's build section.
 type Build struct {

@@ -38,11 +38,55 @@ func loadCompose(t *testing.T) (*prodstack.Compose, map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// .env.example ships without usable secrets; the operator fills these in.
+	for k := range map[string]bool{"ORDERAPI_TOKEN": true, "POSTGRES_PASSWORD": true} {
+		if env[k] != "" {
+			t.Fatalf(".env.example ships a value for %s; it must hold no usable secret", k)
+		}
+	}
+	env["ORDERAPI_TOKEN"], env["POSTGRES_PASSWORD"] = "a.service.token", "pw"
 	c, err := prodstack.LoadCompose(root, env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c, env
+}
+
+// TestComposeTokensAreEdDSA: the services hold only the public key, from a
+// compose secret every one of them mounts; the gateways carry a service
+// token; no JWT_SECRET anywhere (deploy/.env.example holds none).
+func TestComposeTokensAreEdDSA(t *testing.T) {
+	t.Parallel()
+	c, env := loadCompose(t)
+	if _, ok := env["JWT_SECRET"]; ok {
+		t.Error(".env.example sets JWT_SECRET; the stack runs on EdDSA keys")
+	}
+	for _, kind := range []string{prodstack.KindGateway, prodstack.KindOrderAPI} {
+		for _, name := range c.ServicesOf(kind) {
+			svc := c.Services[name]
+			if _, ok := svc.Environment["JWT_SECRET"]; ok {
+				t.Errorf("%s: sets JWT_SECRET", name)
+			}
+			path := svc.Environment["JWT_PUBLIC_KEY_FILE"]
+			mounted := false
+			for _, sec := range svc.Secrets {
+				if prodstack.SecretPath(sec) == path {
+					mounted = c.Secrets[sec].File != ""
+				}
+			}
+			if !mounted {
+				t.Errorf("%s: JWT_PUBLIC_KEY_FILE %q is not a compose secret it mounts (secrets %v)", name, path, svc.Secrets)
+			}
+			if kind == prodstack.KindGateway && svc.Environment["ORDERAPI_TOKEN"] == "" {
+				t.Errorf("%s: no ORDERAPI_TOKEN", name)
+			}
+		}
+	}
+	for name, sec := range c.Secrets {
+		if strings.Contains(sec.File, "jwt.pem") && !strings.Contains(sec.File, "pub") {
+			t.Errorf("secret %s mounts the private key %s", name, sec.File)
+		}
+	}
 }
 
 // listenPort is the port of a service's *_ADDR listen setting.
@@ -192,8 +236,8 @@ func settingProblems(c *prodstack.Compose, env map[string]string, settings map[s
 	var out []string
 	fail := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	required := map[string][]string{
-		prodstack.KindGateway:  {"JWT_SECRET", "REDIS_URL", "GATEWAY_ADDR", "NODE_ID", "ORDERAPI_URL"},
-		prodstack.KindOrderAPI: {"JWT_SECRET", "REDIS_URL", "ORDERAPI_ADDR", "DATABASE_URL"},
+		prodstack.KindGateway:  {"JWT_PUBLIC_KEY_FILE", "REDIS_URL", "GATEWAY_ADDR", "NODE_ID", "ORDERAPI_URL", "ORDERAPI_TOKEN"},
+		prodstack.KindOrderAPI: {"JWT_PUBLIC_KEY_FILE", "REDIS_URL", "ORDERAPI_ADDR", "DATABASE_URL"},
 	}
 	pg := c.Services[c.ServicesOf(prodstack.KindPostgres)[0]].Environment
 	ngName := c.ServicesOf(prodstack.KindNginx)[0]
@@ -213,9 +257,6 @@ func settingProblems(c *prodstack.Compose, env map[string]string, settings map[s
 				if e[k] == "" {
 					fail("%s: %s must be set", name, k)
 				}
-			}
-			if len(e["JWT_SECRET"]) < 32 {
-				fail("%s: JWT_SECRET from .env.example is %d bytes; the binaries refuse < 32", name, len(e["JWT_SECRET"]))
 			}
 			rc, err := config.ParseRedisURL(e["REDIS_URL"])
 			if err != nil || rc.Single == nil || rc.Single.Addr != redisName+":6379" {

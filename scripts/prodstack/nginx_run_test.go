@@ -166,3 +166,94 @@ func TestNginxRoutesOfTheTemplate(t *testing.T) {
 		t.Errorf("the access log has no /ws line:\n%s", log)
 	}
 }
+
+// startTemplateNginx runs a real nginx on the shared template in front of
+// the given stand-ins and returns its base URL.
+func startTemplateNginx(t *testing.T, gateways, apis []string) (base, listen string) {
+	t.Helper()
+	tmpl, err := os.ReadFile(filepath.Join(repoRoot(t), prodstack.TemplatePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen = "127.0.0.1:" + freePort(t)
+	site, err := prodstack.RenderTemplate(string(tmpl), map[string]string{
+		"NGINX_LISTEN": listen, "NGINX_RESOLVER": "127.0.0.1",
+		"GATEWAY_UPSTREAM":  prodstack.UpstreamServers(gateways),
+		"ORDERAPI_UPSTREAM": prodstack.UpstreamServers(apis),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	n, err := prodstack.WriteNginx(nginxBin(t), dir, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := launch.StartT(t, launch.Spec{Name: "nginx", Path: n.Bin, Args: n.Args(), LogFile: filepath.Join(dir, "nginx.log")})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := p.WaitHTTP(ctx, "http://"+listen+"/nginx-health"); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + listen, listen
+}
+
+// TestNginxLimits: the template's limit_req zones turn a burst from one
+// address away with the contract's JSON 429 rate_limited and Retry-After,
+// on the socket path (over 40 at once) and the API path (over 100 at
+// once); the header a client forges is replaced with its own address.
+func TestNginxLimits(t *testing.T) {
+	t.Parallel()
+	gw, api := fakeUpstream(t, "gw"), fakeUpstream(t, "api")
+	base, _ := startTemplateNginx(t, []string{hostOf(gw)}, []string{hostOf(api)})
+
+	burst := func(path string, n int) (passed, limited int) {
+		for range n {
+			req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+			req.Header.Set("X-Forwarded-For", "203.0.113.77")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusTooManyRequests:
+				var e struct {
+					Error struct{ Code, Message string } `json:"error"`
+				}
+				if err := json.Unmarshal(b, &e); err != nil || e.Error.Code != "rate_limited" || resp.Header.Get("Retry-After") != "1" ||
+					!strings.Contains(resp.Header.Get("Content-Type"), "application/json") {
+					t.Fatalf("%s: 429 %q (Retry-After %q, %s)", path, b, resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"))
+				}
+				limited++
+			default:
+				passed++
+			}
+		}
+		return passed, limited
+	}
+	// The stand-in answers a plain GET /ws with an error (no upgrade);
+	// what counts is whether nginx let the request through.
+	if passed, limited := burst("/ws", 80); limited == 0 || passed < 40 || passed > 60 {
+		t.Errorf("/ws: %d passed, %d limited; want about 41 passed (burst 40 + refill) and the rest 429", passed, limited)
+	}
+	if passed, limited := burst("/api/orders/x", 160); limited == 0 || passed < 100 || passed > 140 {
+		t.Errorf("/api/: %d passed, %d limited; want about 101 passed and the rest 429", passed, limited)
+	}
+	// The dashboard is not limited by the socket or API zones.
+	if code, _ := getJSON(t, base+"/"); code != http.StatusOK {
+		t.Errorf("dashboard after the bursts: %d", code)
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
+	req.Header.Set("X-Forwarded-For", "203.0.113.77")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&seen); err != nil || seen["xff"] != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For reaching a replica %q (%v), want the client's own 127.0.0.1, not the forged one", seen["xff"], err)
+	}
+}

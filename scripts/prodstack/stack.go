@@ -2,6 +2,7 @@ package prodstack
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"orderpush/pkg/token"
 	"orderpush/scripts/launch"
 )
 
@@ -33,7 +37,6 @@ type Options struct {
 	PGAdminURL string
 	RedisBin   string // "": REDIS_SERVER, else redis-server on PATH
 	NginxBin   string // "": NginxBinary
-	Secret     string // JWT_SECRET; "": a fresh random one
 	// Env entries (KEY=VALUE) are given to every replica after the ones
 	// taken from the compose file, so they win.
 	Env []string
@@ -55,14 +58,17 @@ type Process struct {
 
 // Stack is a running production topology.
 type Stack struct {
-	URL       string // nginx: http://127.0.0.1:port, the only entry point
-	Secret    []byte
-	Dir       string
-	Compose   *Compose
-	Redis     *Process
-	OrderAPIs []*Process
-	Gateways  []*Process
-	Nginx     *Process
+	URL string // nginx: http://127.0.0.1:port, the only entry point
+	// Key is the token issuer's Ed25519 private key; the replicas hold only
+	// the public key (PublicKeyFile), as in the compose file.
+	Key           ed25519.PrivateKey
+	PublicKeyFile string
+	Dir           string
+	Compose       *Compose
+	Redis         *Process
+	OrderAPIs     []*Process
+	Gateways      []*Process
+	Nginx         *Process
 	// DatabaseURL is the order API's DATABASE_URL.
 	DatabaseURL string
 
@@ -83,9 +89,19 @@ func (s *Stack) WS() string { return "ws" + strings.TrimPrefix(s.URL, "http") + 
 // API is the order API's base URL through nginx.
 func (s *Stack) API() string { return s.URL + "/api" }
 
-// Token mints a token of the stack's secret, valid for an hour.
-func (s *Stack) Token(role, sub string) string {
-	return launch.MintToken(s.Secret, role, sub, time.Hour)
+// Token mints a token with the stack's private key, valid for an hour.
+func (s *Stack) Token(role, sub string) string { return s.TokenTTL(role, sub, time.Hour) }
+
+// TokenTTL mints a token with the stack's private key, valid for ttl.
+func (s *Stack) TokenTTL(role, sub string, ttl time.Duration) string {
+	now := time.Now()
+	t, err := token.MintKey(s.Key, token.Claims{Role: role, RegisteredClaims: jwt.RegisteredClaims{
+		Subject: sub, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+	}})
+	if err != nil {
+		panic(err) // an Ed25519 key always signs
+	}
+	return t
 }
 
 // Gateway returns the gateway whose NODE_ID is node, or nil.
@@ -141,21 +157,8 @@ func newStack(opts Options) (*Stack, error) {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 90 * time.Second
 	}
-	if opts.Secret == "" {
-		opts.Secret = launch.NewSecret()
-	}
-	env, err := LoadEnvFile(filepath.Join(opts.Root, EnvExamplePath))
-	if err != nil {
-		return nil, err
-	}
-	c, err := LoadCompose(opts.Root, env)
-	if err != nil {
-		return nil, err
-	}
-	if len(c.ServicesOf(KindGateway)) == 0 || len(c.ServicesOf(KindOrderAPI)) == 0 || len(c.ServicesOf(KindNginx)) != 1 {
-		return nil, errors.New("prodstack: the compose file needs gateways, order APIs and one nginx")
-	}
-	s := &Stack{Secret: []byte(opts.Secret), Compose: c, opts: opts, addrs: map[string]string{}}
+	s := &Stack{opts: opts, addrs: map[string]string{}}
+	var err error
 	if s.Dir = opts.Dir; s.Dir == "" {
 		if s.Dir, err = os.MkdirTemp("", "orderpush-prodstack-"); err != nil {
 			return nil, err
@@ -164,8 +167,56 @@ func newStack(opts Options) (*Stack, error) {
 	} else if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	// What an operator does before "compose up" (deploy/.env.example): a
+	// key pair, and a service token for the gateways in deploy/.env.
+	if err := s.makeKeys(); err != nil {
+		return nil, err
+	}
+	env, err := LoadEnvFile(filepath.Join(opts.Root, EnvExamplePath))
+	if err != nil {
+		return nil, err
+	}
+	env["ORDERAPI_TOKEN"] = s.TokenTTL(token.RoleService, "gateway", 30*24*time.Hour)
+	if env["POSTGRES_PASSWORD"] == "" {
+		env["POSTGRES_PASSWORD"] = "unused-the-stack-creates-its-own-database"
+	}
+	c, err := LoadCompose(opts.Root, env)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.ServicesOf(KindGateway)) == 0 || len(c.ServicesOf(KindOrderAPI)) == 0 || len(c.ServicesOf(KindNginx)) != 1 {
+		return nil, errors.New("prodstack: the compose file needs gateways, order APIs and one nginx")
+	}
+	s.Compose = c
 	s.runCtx, s.cancel = context.WithCancel(context.Background())
 	return s, s.assignPorts()
+}
+
+// makeKeys writes the stack's Ed25519 key pair under Dir/secrets (the
+// compose file's deploy/secrets).
+func (s *Stack) makeKeys() error {
+	privPEM, pubPEM, err := token.GenerateKeyPair()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(s.Dir, "secrets")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	privFile := filepath.Join(dir, "jwt.pem")
+	s.PublicKeyFile = filepath.Join(dir, "jwt.pub.pem")
+	if err := os.WriteFile(privFile, privPEM, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.PublicKeyFile, pubPEM, 0o644); err != nil {
+		return err
+	}
+	key, err := token.ReadPrivateKey(privFile)
+	if err != nil {
+		return err
+	}
+	s.Key = key.(ed25519.PrivateKey)
+	return nil
 }
 
 // assignPorts gives every compose service a local address and records
@@ -355,8 +406,8 @@ func (s *Stack) envFor(name string) ([]string, error) {
 		switch k {
 		case listen:
 			v = s.local(name)
-		case "JWT_SECRET":
-			v = string(s.Secret)
+		case "JWT_PUBLIC_KEY_FILE":
+			v = s.PublicKeyFile
 		case "DATABASE_URL":
 			v = s.DatabaseURL
 		default:

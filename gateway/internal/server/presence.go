@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"time"
 
-	"orderpush/gateway/internal/sendq"
-	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/internal/session"
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/wire"
 )
@@ -138,17 +138,17 @@ func (s *Server) notice(payload []byte) {
 }
 
 // track makes a socket reachable for notices and the drain.
-func (s *Server) track(c *socket.Socket) {
+func (s *Server) track(c *session.Session) {
 	s.mu.Lock()
 	s.conns[c.ID()] = c
 	draining := s.draining.Load()
 	s.mu.Unlock()
 	if draining {
-		c.Close(1001, "going away")
+		c.Close(session.GoingAway, "going away")
 	}
 }
 
-func (s *Server) untrack(c *socket.Socket) {
+func (s *Server) untrack(c *session.Session) {
 	s.mu.Lock()
 	delete(s.conns, c.ID())
 	s.mu.Unlock()

@@ -27,8 +27,8 @@ import (
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
+	"orderpush/gateway/internal/session"
 	"orderpush/gateway/internal/sidroute"
-	"orderpush/gateway/internal/socket"
 	"orderpush/gateway/internal/subscriber"
 	"orderpush/gateway/internal/transport/socketio"
 	"orderpush/gateway/web"
@@ -85,8 +85,8 @@ type Server struct {
 	reregs   atomic.Bool    // a re-registration runs
 
 	mu       sync.Mutex
-	conns    map[string]*socket.Socket // guarded by mu: open sockets by id
-	removals map[string]string         // guarded by mu: failed presence removals, conn -> merchant
+	conns    map[string]*session.Session // guarded by mu: open sockets by id
+	removals map[string]string           // guarded by mu: failed presence removals, conn -> merchant
 
 	// connState, when set (tests), sees every HTTP connection's state.
 	connState func(net.Conn, http.ConnState)
@@ -109,7 +109,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		gatherer: reg,
 		verifier: verifier,
 		nodeChan: rediskey.NodeChannel(cfg.NodeID),
-		conns:    make(map[string]*socket.Socket),
+		conns:    make(map[string]*session.Session),
 		removals: make(map[string]string),
 	}
 	if cfg.OrderAPIURL != "" {
@@ -293,7 +293,7 @@ func (s *Server) closeSockets(ctx context.Context) {
 			case <-ctx.Done():
 			}
 		}
-		c.Close(1001, "going away")
+		c.Close(session.GoingAway, "going away")
 	}
 }
 
@@ -310,10 +310,10 @@ func (s *Server) shutdownRedis() {
 	}
 }
 
-func (s *Server) snapshot() []*socket.Socket {
+func (s *Server) snapshot() []*session.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*socket.Socket, 0, len(s.conns))
+	out := make([]*session.Session, 0, len(s.conns))
 	for _, c := range s.conns {
 		out = append(out, c)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"orderpush/gateway/internal/metrics"
 	"orderpush/pkg/redistest"
 )
 
@@ -81,7 +82,7 @@ func BenchmarkIdleSocketIO(b *testing.B) {
 					}
 				}
 				eventually(b, 30*time.Second, func() error {
-					if n := g.metric(g.srv.m.ConnectionsOpen); n != 0 {
+					if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportSocketIO)); n != 0 {
 						return fmt.Errorf("%v sockets still open", n)
 					}
 					return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"orderpush/gateway/internal/hub"
+	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/gateway/internal/sidroute"
 	"orderpush/gateway/internal/transport/engineio"
@@ -111,7 +112,7 @@ func (b sioBackend) Join(ctx context.Context, req socketio.JoinRequest, c *socke
 		return nil, err
 	}
 	ok = true
-	s.m.ConnectionsOpen.Inc()
+	s.m.ConnectionsOpen.WithLabelValues(metrics.TransportSocketIO).Inc()
 	j := &sioJoined{s: s, sub: sub, conn: c, merchant: mid, bearer: raw}
 	if claims.ExpiresAt != nil {
 		// Token expiry ends the session; the client's reconnect then gets
@@ -141,7 +142,7 @@ func (j *sioJoined) Leave() {
 		}
 		j.sub.Leave()
 		j.s.presenceRemove(j.conn.ID(), j.merchant)
-		j.s.m.ConnectionsOpen.Dec()
+		j.s.m.ConnectionsOpen.WithLabelValues(metrics.TransportSocketIO).Dec()
 		j.s.handlers.Done()
 	})
 }

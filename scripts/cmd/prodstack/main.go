@@ -2,7 +2,8 @@
 // deploy/docker-compose.yml as local processes: Redis, PostgreSQL (or
 // SQLite), two order API replicas, three gateway replicas and nginx in
 // front, configured from the same template as the compose nginx. It prints
-// where to look and a dashboard link, then runs until Ctrl-C or SIGTERM and
+// where to look and a dashboard link (tokens are EdDSA, signed with a key
+// pair made for the run, as deploy/.env.example tells an operator to), then runs until Ctrl-C or SIGTERM and
 // tears everything down.
 //
 //	go run ./scripts/cmd/prodstack              # nginx on 127.0.0.1:8000
@@ -63,7 +64,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintln(out, "starting redis, the database, 2 order APIs, 3 gateways and nginx...")
 	s, err := prodstack.Start(ctx, prodstack.Options{
 		Root: root, Bins: bins, Dir: *dir, Port: *port, Database: *db,
-		Secret: os.Getenv("JWT_SECRET"),
 	})
 	if err != nil {
 		return err
@@ -79,8 +79,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func printBanner(w io.Writer, s *prodstack.Stack, merchant string) {
-	merchantTok := launch.MintToken(s.Secret, "merchant", merchant, 24*time.Hour)
-	memberTok := launch.MintToken(s.Secret, "member", "u1001", 24*time.Hour)
+	merchantTok := s.TokenTTL("merchant", merchant, 24*time.Hour)
+	memberTok := s.TokenTTL("member", "u1001", 24*time.Hour)
 	fmt.Fprintf(w, "\nThe production topology is up behind nginx at %s\n\n", s.URL)
 	fmt.Fprintf(w, "  dashboard   %s/?token=%s\n", s.URL, merchantTok)
 	fmt.Fprintf(w, "  sockets     %s?token=<merchant token>[&since=<seq>]\n", s.WS())
@@ -94,7 +94,8 @@ func printBanner(w io.Writer, s *prodstack.Stack, merchant string) {
 	}
 	fmt.Fprintf(w, "  %-10s  %s  log %s\n", s.Nginx.Name, s.Nginx.URL, s.Nginx.Proc.LogFile)
 	fmt.Fprintf(w, "  %-10s  %s\n", s.Redis.Name, s.Redis.URL)
-	fmt.Fprintf(w, "  database    %s\n\n", dbNote(s.DatabaseURL))
+	fmt.Fprintf(w, "  database    %s\n", dbNote(s.DatabaseURL))
+	fmt.Fprintf(w, "  token keys  %s (EdDSA; the services hold only the public key)\n\n", filepath.Dir(s.PublicKeyFile))
 	fmt.Fprintf(w, "merchant token (%s):\n  %s\nmember token (u1001):\n  %s\n\n", merchant, merchantTok, memberTok)
 	fmt.Fprintf(w, "place an order through the balancer:\n  curl -s -X POST %s/orders -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"merchantId\":\"%s\",\"date\":\"%s\",\"price\":36.5}'\n\n",
 		s.API(), memberTok, merchant, time.Now().Format(time.DateOnly))

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"orderpush/gateway/internal/hub"
-	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/gateway/internal/transport/engineio"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/wire"
