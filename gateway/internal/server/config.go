@@ -21,7 +21,6 @@ import (
 	"orderpush/gateway/web"
 	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
-	"orderpush/pkg/presence"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
 )
@@ -152,13 +151,6 @@ func (c Config) readTimeout() time.Duration {
 		return c.ReadTimeout
 	}
 	return defaultReadTimeout
-}
-
-func (c Config) beatInterval() time.Duration {
-	if c.BeatInterval > 0 {
-		return c.BeatInterval
-	}
-	return presence.DefaultBeatInterval
 }
 
 // defaultNodeID is the host name (reduced to the allowed characters) and a

@@ -103,10 +103,10 @@ func (b sioBackend) Join(ctx context.Context, req socketio.JoinRequest, c *socke
 	if ref := s.admit.Merchant(ctx, c.ID(), mid); ref != nil { // MAX_CONNS_PER_MERCHANT
 		return nil, &socketio.Refusal{Code: ref.Code, Message: ref.Message}
 	}
-	s.presenceAdd(ctx, c.ID(), mid)
+	s.sioPresenceAdd(ctx, c.ID(), mid)
 	sub, err := s.hub.Join(ctx, mid, c, req.Since)
 	if err != nil {
-		s.presenceRemove(c.ID(), mid)
+		s.sioPresenceRemove(c.ID(), mid)
 		s.m.Connects.WithLabelValues("unavailable").Inc()
 		s.log.LogAttrs(ctx, slog.LevelWarn, "socket.io connect failed", slog.String(logging.KeyMerchant, mid), logging.Err(err))
 		return nil, err
@@ -120,6 +120,26 @@ func (b sioBackend) Join(ctx context.Context, req socketio.JoinRequest, c *socke
 		j.expiry = time.AfterFunc(time.Until(claims.ExpiresAt.Time), func() { c.Close("token expired") })
 	}
 	return j, nil
+}
+
+// sioPresenceAdd records a socket.io connection in Redis presence, so it
+// counts for the order API's online figure and MAX_CONNS_PER_MERCHANT. A
+// failure is counted; unlike a session's entry it is not written again
+// after Redis lost its data.
+func (s *Server) sioPresenceAdd(ctx context.Context, conn, mid string) {
+	if err := s.sioPresence.Add(ctx, conn, mid, s.cfg.NodeID); err != nil {
+		s.m.PresenceErrors.Inc()
+		s.log.LogAttrs(ctx, slog.LevelWarn, "presence add failed", slog.String(logging.KeyConn, conn), logging.Err(err))
+	}
+}
+
+// sioPresenceRemove forgets a socket.io connection in Redis presence.
+func (s *Server) sioPresenceRemove(conn, mid string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.sioPresence.Remove(ctx, conn, mid); err != nil {
+		s.m.PresenceErrors.Inc()
+	}
 }
 
 // sioJoined is an admitted socket.io client.
@@ -141,7 +161,7 @@ func (j *sioJoined) Leave() {
 			j.expiry.Stop()
 		}
 		j.sub.Leave()
-		j.s.presenceRemove(j.conn.ID(), j.merchant)
+		j.s.sioPresenceRemove(j.conn.ID(), j.merchant)
 		j.s.m.ConnectionsOpen.WithLabelValues(metrics.TransportSocketIO).Dec()
 		j.s.handlers.Done()
 	})
