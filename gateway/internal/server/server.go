@@ -35,6 +35,7 @@ import (
 	"orderpush/gateway/web"
 	"orderpush/pkg/logging"
 	redispresence "orderpush/pkg/presence"
+	"orderpush/pkg/redismetrics"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
 )
@@ -115,6 +116,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		}
 	}
 	s.rdb = cfg.Redis.NewRedis("gateway:" + cfg.NodeID)
+	redismetrics.Instrument(s.rdb, reg, "gateway")
 	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	var api backfill.API
 	if s.api != nil {

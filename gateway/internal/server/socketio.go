@@ -26,8 +26,11 @@ func (s *Server) newSocketIO() *socketio.Server {
 	return socketio.New(socketio.Config{
 		Engine: engineio.Config{
 			PingInterval: s.cfg.PingInterval,
-			MaxPayload:   wire.MaxFrameSize,
-			QueueSize:    s.cfg.SendQueueSize,
+			// PING_TIMEOUT; 0 (off) leaves Engine.IO's default, as the
+			// protocol needs one.
+			PingTimeout: s.cfg.PingTimeout,
+			MaxPayload:  wire.MaxFrameSize,
+			QueueSize:   s.cfg.SendQueueSize,
 			// The sid names this replica, so a poll that the balancer sends
 			// to another one can be forwarded here (sidroute).
 			NewID:       func() string { return sidroute.SID(engineio.RandomID(), s.cfg.NodeID) },
