@@ -129,6 +129,7 @@ func (s *Server) admitEntered(r *http.Request, a admissionRequest) (*admitted, *
 		ID: newConnID(), Merchant: mid, Bearer: raw, Expiry: exp, Transport: a.Transport,
 	}, session.Config{
 		QueueSize: s.cfg.SendQueueSize,
+		MsgRate:   s.cfg.ClientMsgRate,
 	}, session.Deps{Processor: s.processor(), Log: s.log, Metrics: s.m})
 
 	jctx, cancel := context.WithTimeout(s.base, joinTimeout)
@@ -136,15 +137,15 @@ func (s *Server) admitEntered(r *http.Request, a admissionRequest) (*admitted, *
 	if refused := s.admit.Merchant(jctx, sess.ID(), mid); refused != nil { // MAX_CONNS_PER_MERCHANT
 		return nil, limited(refused)
 	}
-	s.presenceAdd(jctx, sess.ID(), mid)
+	s.presence.Add(jctx, sess)
 	sub, err := s.hub.Join(jctx, mid, sess, since)
 	if err != nil {
-		s.presenceRemove(sess.ID(), mid)
+		s.presence.Remove(sess)
 		s.m.Connects.WithLabelValues("unavailable").Inc()
 		s.log.LogAttrs(jctx, slog.LevelWarn, "connect failed", slog.String(logging.KeyMerchant, mid), logging.Err(err))
 		return nil, &refusal{Code: wire.CodeUnavailable, Message: "cannot reach the event stream; retry shortly"}
 	}
-	s.track(sess)
+	s.open(sess)
 	return &admitted{sess: sess, sub: sub}, nil
 }
 
@@ -184,8 +185,18 @@ func (s *Server) rejected(ad *admitted) {
 // leave undoes the connect sequence's registrations.
 func (s *Server) leave(ad *admitted) {
 	ad.sub.Leave()
-	s.untrack(ad.sess)
-	s.presenceRemove(ad.sess.ID(), ad.sess.Merchant())
+	s.presence.Remove(ad.sess)
+}
+
+// open makes a session whose hello is queued reachable for notices and
+// the drain. One that opens after the drain took its list is closed here:
+// draining is set before the list is taken and read after the session is
+// listed, so every session is closed by one or the other.
+func (s *Server) open(sess *session.Session) {
+	s.presence.Open(sess)
+	if s.draining.Load() {
+		sess.Close(session.GoingAway, "going away")
+	}
 }
 
 // enter admits a connection handler unless the server drains.
