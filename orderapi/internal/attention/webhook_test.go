@@ -201,6 +201,35 @@ func TestUndeliveredAtOnceWithoutSocket(t *testing.T) {
 	})
 }
 
+// An order acked before UNDELIVERED_AFTER never gets order.undelivered:
+// its alert is deleted when it comes due, while the order placed beside it
+// without an ack does get one.
+func TestNoUndeliveredWhenAckedInTime(t *testing.T) {
+	apitest.Each(t, func(t *testing.T, dialect string) {
+		rcv := newReceiver(t)
+		env := start(t, apitest.Options{Dialect: dialect}, rcv, settings{undelivered: 2 * time.Second})
+		m := redistest.Unique("att-acked")
+		online(t, env, m)
+		acked := placeOrder(t, env, m)   // seq 1
+		unacked := placeOrder(t, env, m) // seq 2
+		if resp := env.Do(t, http.MethodPost, "/merchants/"+m+"/ack", apitest.Token(t, token.RoleMerchant, m), `{"seq":1}`); resp.Status != http.StatusNoContent {
+			t.Fatalf("ack: %d %s", resp.Status, resp.Body)
+		}
+		waitFor(t, 20*time.Second, "order.undelivered of the unacked order", func() bool {
+			return len(rcv.of(unacked.OrderNo, wire.AlertUndelivered)) > 0
+		})
+		waitFor(t, 10*time.Second, "the acked order's alert deleted", func() bool {
+			return env.Count(t, "alerts WHERE type = 'order.undelivered' AND order_no = '"+acked.OrderNo+"'") == 0
+		})
+		if got := rcv.of(acked.OrderNo, wire.AlertUndelivered); len(got) != 0 {
+			t.Fatalf("order.undelivered for an order acked in time: %+v", got)
+		}
+		if a := alertsOf(t, env, m, acked.OrderNo); len(a) != 0 {
+			t.Fatalf("alerts of the acked order: %+v", a)
+		}
+	})
+}
+
 // A 500 answer is retried, with backoff, with the same id and body id,
 // until a 2xx; the order's alert counts every attempt.
 func TestRetriedWithSameID(t *testing.T) {

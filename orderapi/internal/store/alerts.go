@@ -42,10 +42,8 @@ type alertQueries struct {
 
 // received is true for an alert whose order already has the receipt the
 // alert waits for; such an alert must never fire.
-// TODO(attention): test o's receipt columns once receipts are stored:
-// ((a.type = 'order.undelivered' AND o.delivered_ms IS NOT NULL)
-// OR (a.type = 'order.unseen' AND o.seen_ms IS NOT NULL)).
-const received = `(o.order_no IS NULL)`
+const received = `((a.type = 'order.undelivered' AND o.delivered_ms IS NOT NULL)
+	OR (a.type = 'order.unseen' AND o.seen_ms IS NOT NULL))`
 
 func newAlertQueries(db *sqlx.DB, d Dialect) alertQueries {
 	r := db.Rebind
