@@ -71,6 +71,8 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing
 nginx_bin >/dev/null || missing+=(nginx)
 chromium_bin >/dev/null || missing+=(chromium)
 { command -v node >/dev/null && command -v npm >/dev/null; } || missing+=(nodejs npm)
+# promtool checks and unit-tests the alert rules (Debian ships it in prometheus).
+command -v promtool >/dev/null || missing+=(prometheus)
 # A CJK font, so the dashboard screenshots show the Chinese order message
 # rather than empty boxes (the tests pass either way).
 if [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
@@ -198,6 +200,11 @@ export CHROMIUM_PATH NGINX_BIN
 if [ -f deploy/postman/package-lock.json ] && [ ! -d deploy/postman/node_modules ]; then
 	say "installing newman: npm ci --prefix deploy/postman"
 	npm ci --prefix deploy/postman --no-audit --no-fund >&2 || die "npm ci in deploy/postman failed"
+fi
+
+if [ -f scripts/sioclient/package-lock.json ] && [ ! -d scripts/sioclient/node_modules ]; then
+	say "installing socket.io-client: npm ci --prefix scripts/sioclient"
+	npm ci --prefix scripts/sioclient --no-audit --no-fund >&2 || die "npm ci in scripts/sioclient failed"
 fi
 
 # Many sockets per test: raise the open-file limit as far as allowed.
