@@ -66,7 +66,9 @@ var outside = []string{
 var (
 	mdName   = regexp.MustCompile(`\b[A-Z][A-Z0-9_-]*\.md\b`)
 	mdLink   = regexp.MustCompile(`\]\(([^)\s]+)\)`)
-	citation = regexp.MustCompile(`\b(PROTOCOL|ARCHITECTURE)\.md[^"\n]{0,3}"([^"\n]+)"`)
+	// The optional backslashes read the same citation inside a JSON string
+	// (PROTOCOL.md \"Order API\").
+	citation = regexp.MustCompile(`\b(PROTOCOL|ARCHITECTURE)\.md[^"\n]{0,3}"([^"\n]+?)\\?"`)
 	heading  = regexp.MustCompile(`^#{1,6}\s+(.+?)\s*$`)
 )
 
