@@ -229,7 +229,7 @@ func TestClientIsVersionedAndImportable(t *testing.T) {
 // bumping it.
 const (
 	clientVersion = "1.0.0"
-	clientSHA256  = "1015a6e0d1cb405f1c19ed3f412fa8a0276c2092e76a50b89f211e46c0350a21"
+	clientSHA256  = "f9e9eae0a06afe95d1793d29d2f26fcfd89188355887ea7e047a2684d5c2a436"
 )
 
 func TestClientChangesBumpItsVersion(t *testing.T) {

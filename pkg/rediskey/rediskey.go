@@ -28,3 +28,9 @@ func NodeAlive(node string) string { return "node:" + node + ":alive" }
 // NodeChannel carries messages for one gateway replica, such as notices to
 // a connection it holds.
 func NodeChannel(node string) string { return "node:" + node }
+
+// OrderRate holds one member's order rate limiter state (the GCRA
+// theoretical arrival time). The member id is the hash tag, so the key has
+// a slot of its own on Redis Cluster and the limiter script, which touches
+// only this key, runs there unchanged.
+func OrderRate(memberID string) string { return "{member:" + memberID + "}:order_rate" }

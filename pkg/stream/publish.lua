@@ -20,6 +20,10 @@ local cur = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 if seq > cur then
   redis.call('HSET', KEYS[2], 'seq', ARGV[1], 'orderSum', ARGV[3])
 end
+-- The state lives as long as the history: nothing written on behalf of a
+-- merchant id stays forever, and a lost state is read back from the order
+-- API (PROTOCOL.md "Limits and hostile clients").
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
 if ARGV[7] == '1' then
   redis.call('SPUBLISH', ARGV[6], ARGV[2])
 else

@@ -159,7 +159,7 @@ func (s *Store) State(ctx context.Context, merchantID string) (State, error) {
 // one (a zero st is written only where there is none); a gateway uses it after fetching the state from the order API, so the
 // next reader finds it in Redis.
 func (s *Store) SetState(ctx context.Context, merchantID string, st State) error {
-	err := raiseStateScript.Run(ctx, s.rdb, []string{rediskey.State(merchantID)}, st.Seq, st.OrderSum).Err()
+	err := raiseStateScript.Run(ctx, s.rdb, []string{rediskey.State(merchantID)}, st.Seq, st.OrderSum, s.ttl.Milliseconds()).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("set state %s: %w", merchantID, err)
 	}
@@ -168,10 +168,15 @@ func (s *Store) SetState(ctx context.Context, merchantID string, st State) error
 
 // raiseStateScript also writes a zero state where there is none, so a
 // merchant without events is known to Redis after one order API look-up and
-// later connects (on any replica) do not ask again.
+// later connects (on any replica) do not ask again. The key expires with
+// the history (ARGV[3], ms): a state written for an id that never gets an
+// event must not stay forever, and the order API can always rebuild it.
 var raiseStateScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'seq')
 if not cur or tonumber(ARGV[1]) > tonumber(cur) then
   redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'orderSum', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+elseif redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3]) -- written before states expired
 end
 return 0`)

@@ -179,3 +179,67 @@ func BenchmarkPublish(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/publish")
 }
+
+// Nothing written on behalf of a merchant id stays forever: the state key
+// expires like the history, whether the publish script or SetState (the
+// gateway's fallback, also for ids that never get an event) wrote it.
+func TestStateExpires(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, rdb := newStore(t, stream.Options{HistoryTTL: time.Minute})
+	ttlOf := func(key string) time.Duration {
+		t.Helper()
+		ttl, err := rdb.PTTL(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ttl
+	}
+	m := redistest.Unique("m")
+	if ok, err := s.Publish(ctx, m, 1, 1, frame(1)); err != nil || !ok {
+		t.Fatalf("publish: %v %v", ok, err)
+	}
+	if ttl := ttlOf(rediskey.State(m)); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("state ttl after publish %v, want (0, 1m]", ttl)
+	}
+	// A publish refreshes it: shorten it by hand, publish, and it is back.
+	rdb.PExpire(ctx, rediskey.State(m), time.Second)
+	if _, err := s.Publish(ctx, m, 2, 2, frame(2)); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := ttlOf(rediskey.State(m)); ttl <= 30*time.Second {
+		t.Fatalf("state ttl not refreshed by a publish: %v", ttl)
+	}
+	for _, st := range []stream.State{{}, {Seq: 3, OrderSum: 1}} {
+		m := redistest.Unique("m")
+		if err := s.SetState(ctx, m, st); err != nil {
+			t.Fatal(err)
+		}
+		if ttl := ttlOf(rediskey.State(m)); ttl <= 0 || ttl > time.Minute {
+			t.Fatalf("state ttl after SetState(%+v) %v, want (0, 1m]", st, ttl)
+		}
+	}
+	// A state written before states expired gets its TTL at the next
+	// SetState, even one that does not raise it.
+	old := redistest.Unique("m")
+	rdb.HSet(ctx, rediskey.State(old), "seq", 5, "orderSum", 1)
+	if err := s.SetState(ctx, old, stream.State{Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := ttlOf(rediskey.State(old)); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("old state ttl after SetState %v, want (0, 1m]", ttl)
+	}
+	// And it does go: a short TTL really removes the key.
+	short, _ := newStore(t, stream.Options{HistoryTTL: time.Second})
+	m3 := redistest.Unique("m")
+	if err := short.SetState(ctx, m3, stream.State{Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for rdb.Exists(ctx, rediskey.State(m3)).Val() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("state key still there 5 s after a 1 s TTL")
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, bounded by the deadline
+	}
+}

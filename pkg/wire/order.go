@@ -27,6 +27,10 @@ type Order struct {
 	CreatedAt  time.Time `json:"createdAt" db:"created_at"`
 }
 
+// TimeLayout is how every timestamp of the contract is written: RFC 3339
+// in UTC with milliseconds, "2026-11-26T03:17:58.123Z".
+const TimeLayout = "2006-01-02T15:04:05.000Z"
+
 // MarshalJSON writes createdAt in UTC with millisecond precision, as in the
 // contract's example.
 func (o Order) MarshalJSON() ([]byte, error) {
@@ -34,7 +38,7 @@ func (o Order) MarshalJSON() ([]byte, error) {
 	return jsonMarshal(struct {
 		plain
 		CreatedAt string `json:"createdAt"`
-	}{plain(o), o.CreatedAt.UTC().Format("2006-01-02T15:04:05.000Z")})
+	}{plain(o), o.CreatedAt.UTC().Format(TimeLayout)})
 }
 
 // Cents is an amount of money in hundredths. In JSON it is a number with at

@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"orderpush/pkg/wire"
+	"orderpush/scripts/launch"
 )
 
 // Tests of /client.js (gateway/web/static/client.js) on a page of its own,
@@ -106,7 +107,10 @@ func TestClientCloseCodes(t *testing.T) {
 	t.Parallel()
 	f := newFakeGateway(t)
 	b := startBrowser(t)
-	tok, fresh := merchantToken(), merchantToken()
+	// Tokens about to expire: a 1008 means "expired" only for a token with
+	// no time left (else it is a flood close, see the acks test).
+	secret := []byte(launch.NewSecret())
+	tok, fresh := launch.MintToken(secret, "merchant", "m1", time.Second), launch.MintToken(secret, "merchant", "m1", 2*time.Second)
 	ctx := startClient(t, b, f.srv.URL+"/client-test.html", tok, fmt.Sprintf(`{rand: 1, newToken: %q}`, fresh))
 
 	c1 := f.accept()
@@ -157,7 +161,8 @@ func TestClientCloseCodes(t *testing.T) {
 	c4.send(t, orderFrame(2, 2, order("u1-2", 2, wire.StatusPending)))
 	waitJS(t, ctx, "order 2", `window.seqs('order').join() === '1,2'`, 5*time.Second)
 
-	// 1008 again, and getToken has nothing newer: the client stops.
+	// 1008 again, and getToken has nothing newer (its token expired too):
+	// the client stops.
 	_ = c4.c.Close(websocket.StatusPolicyViolation, "token expired")
 	waitJS(t, ctx, "the auth event", `window.counts.auth === 1 && window.client.state.state === 'unauthorized'`, 5*time.Second)
 	select {
@@ -303,6 +308,18 @@ func TestClientDeduplicatesAndAcks(t *testing.T) {
 	if m := c2.nextFrame(t, "process", 5*time.Second); fmt.Sprint(m["data"]) != "map[orderNo:u1-45]" {
 		t.Fatalf("process frame %v", m)
 	}
+
+	// 1008 while the token has an hour left is the flood close: back off
+	// and come back with the same token (no getToken, no sign-out).
+	_ = c2.c.Close(websocket.StatusPolicyViolation, "too many frames")
+	c3, took := f.acceptWithin(t, 15*time.Second)
+	if c3.since != "45" || c3.token != c2.token {
+		t.Fatalf("after a flood close: since %q, same token %v", c3.since, c3.token == c2.token)
+	}
+	if auth := eval[int](t, ctx, `window.counts.auth || 0`); auth != 0 {
+		t.Fatalf("auth event after a flood close")
+	}
+	t.Logf("back %s after a flood close", took)
 }
 
 // TestClientFallsBackToSSE: a WebSocket URL that cannot connect (a

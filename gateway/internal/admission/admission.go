@@ -46,15 +46,14 @@ type Config struct {
 	ConnectRate         config.Rate    // CONNECT_RATE, per client IP
 	MaxConns            int            // MAX_CONNS, per replica
 	MaxConnsPerMerchant int            // MAX_CONNS_PER_MERCHANT, across replicas
-	Node                string         // this replica's NODE_ID, for the presence reservation
 	MaxBuckets          int            // remembered client addresses; 0: DefaultMaxBuckets
 	Now                 func() time.Time
 }
 
 // Reserver counts a merchant's connections across replicas and reserves a
-// place (presence.Registry).
+// place for one on this replica (the gateway's presence).
 type Reserver interface {
-	Reserve(ctx context.Context, connID, merchantID, node string, limit int) (ok bool, count int, err error)
+	Reserve(ctx context.Context, connID, merchantID string, limit int) (ok bool, count int, err error)
 }
 
 // Admission applies the connect limits.
@@ -174,7 +173,7 @@ func (a *Admission) Merchant(ctx context.Context, connID, merchantID string) *Re
 	if a.cfg.MaxConnsPerMerchant <= 0 || a.reserver == nil {
 		return nil
 	}
-	ok, n, err := a.reserver.Reserve(ctx, connID, merchantID, a.cfg.Node, a.cfg.MaxConnsPerMerchant)
+	ok, n, err := a.reserver.Reserve(ctx, connID, merchantID, a.cfg.MaxConnsPerMerchant)
 	if err != nil {
 		a.failOpen.WithLabelValues(LimitPerMerchant).Inc()
 		a.log.LogAttrs(ctx, slog.LevelWarn, "merchant connection cap not checked (Redis), admitting",

@@ -155,7 +155,7 @@ func TestMerchantCap(t *testing.T) {
 	if err := reg.Beat(ctx, node); err != nil {
 		t.Fatal(err)
 	}
-	a, c := newAdmission(admission.Config{MaxConnsPerMerchant: 2, Node: node}, reg)
+	a, c := newAdmission(admission.Config{MaxConnsPerMerchant: 2}, onNode{reg, node})
 	m := redistest.Unique("m")
 	for range 2 {
 		if ref := a.Merchant(ctx, redistest.Unique("c"), m); ref != nil {
@@ -171,9 +171,19 @@ func TestMerchantCap(t *testing.T) {
 	}
 }
 
+// onNode reserves on one replica, as the gateway's presence does.
+type onNode struct {
+	reg  *presence.Registry
+	node string
+}
+
+func (r onNode) Reserve(ctx context.Context, connID, merchantID string, limit int) (bool, int, error) {
+	return r.reg.Reserve(ctx, connID, merchantID, r.node, limit)
+}
+
 type brokenReserver struct{}
 
-func (brokenReserver) Reserve(context.Context, string, string, string, int) (bool, int, error) {
+func (brokenReserver) Reserve(context.Context, string, string, int) (bool, int, error) {
 	return false, 0, errors.New("dial tcp: connection refused")
 }
 

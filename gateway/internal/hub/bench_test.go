@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/session/sendq"
 )
 
 // queueMember is a socket as the fan-out sees it: a real send queue.

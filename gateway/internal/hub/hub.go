@@ -28,7 +28,7 @@ import (
 
 	"orderpush/gateway/internal/backfill"
 	"orderpush/gateway/internal/metrics"
-	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/stream"

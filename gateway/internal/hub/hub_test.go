@@ -68,8 +68,17 @@ func TestGapFilledFromSource(t *testing.T) {
 	h.Message(ch, fr(1, 1))
 	h.Message(ch, fr(4, 4))
 	a.waitFor(t, "hello:0/0 1 2 3 4")
-	if got := testCount(h.m.GapsFilled.WithLabelValues("history")) + testCount(h.m.GapsFilled.WithLabelValues("eventlog")); got != 2 {
-		t.Fatalf("gap fills counted %v", got)
+	// The fill counts after it delivered: the frames may arrive first.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := testCount(h.m.GapsFilled.WithLabelValues("history")) + testCount(h.m.GapsFilled.WithLabelValues("eventlog"))
+		if got == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gap fills counted %v", got)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval inside the deadline
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 
 	"orderpush/gateway/internal/backfill"
 	"orderpush/gateway/internal/metrics"
-	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/wire"

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/session/sendq"
 )
 
 // topic is one merchant's local sockets and its sequencer.

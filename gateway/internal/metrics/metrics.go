@@ -23,7 +23,7 @@ const (
 
 // Metrics are the gateway's collectors.
 type Metrics struct {
-	ConnectionsOpen    prometheus.Gauge
+	ConnectionsOpen    *prometheus.GaugeVec   // transport
 	Connects           *prometheus.CounterVec // result
 	FramesSent         prometheus.Counter
 	WebSocketMessages  prometheus.Counter
@@ -42,15 +42,26 @@ type Metrics struct {
 	DeliveryLag        prometheus.Histogram
 	OrderAPIErrors     prometheus.Counter
 	PresenceErrors     prometheus.Counter
-	LimitFailOpen      *prometheus.CounterVec // limit: checks skipped because Redis failed
+	// Limits on what a connection sends (PROTOCOL.md "Limits and hostile clients").
+	ClientFramesLimited prometheus.Counter
+	FloodCloses         prometheus.Counter
+	DeadPeerCloses      prometheus.Counter
+	LimitFailOpen       *prometheus.CounterVec // limit: checks skipped because Redis failed
 }
+
+// Transports, the values of the "transport" label.
+const (
+	TransportWS       = "ws"
+	TransportSSE      = "sse"
+	TransportSocketIO = "socketio"
+)
 
 // New registers the collectors on reg.
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		ConnectionsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gateway_connections_open", Help: "Merchant sockets open on this replica.",
-		}),
+		ConnectionsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gateway_connections_open", Help: "Merchant connections open on this replica, by transport (ws, sse, socketio).",
+		}, []string{"transport"}),
 		Connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_connects_total", Help: "Socket upgrade attempts by result (ok, unauthorized, forbidden, origin, bad_since, draining, unavailable, upgrade_failed, rate_limited, too_many_connections, max_conns).",
 		}, []string{"result"}),
@@ -107,6 +118,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		PresenceErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_presence_errors_total", Help: "Failed presence writes (retried on the next beat or reconnect).",
 		}),
+		ClientFramesLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_client_frames_limited_total", Help: "Client messages dropped because their connection was over CLIENT_MSG_RATE.",
+		}),
+		FloodCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_flood_closes_total", Help: "Connections closed with 1008 for flooding messages over CLIENT_MSG_RATE.",
+		}),
+		DeadPeerCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_dead_peer_closes_total", Help: "Connections closed because their peer did not answer a ping within PING_TIMEOUT.",
+		}),
 		LimitFailOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_limit_fail_open_total", Help: "Connects let through unchecked because Redis failed, by limit (max_conns_per_merchant).",
 		}, []string{"limit"}),
@@ -114,7 +134,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.LimitFailOpen, m.ConnectionsOpen, m.Connects, m.FramesSent, m.WebSocketMessages, m.Replays,
 		m.ReplayedFrames, m.Resyncs, m.GapsFilled, m.SlowConsumerCloses, m.RedisReconnects,
 		m.RedisMessages, m.BadFrames, m.DuplicateFrames, m.Subscriptions, m.Notices,
-		m.ProcessForwards, m.DeliveryLag, m.OrderAPIErrors, m.PresenceErrors)
+		m.ProcessForwards, m.DeliveryLag, m.OrderAPIErrors, m.PresenceErrors,
+		m.ClientFramesLimited, m.FloodCloses, m.DeadPeerCloses)
 	// Export every known series from the start, at zero, so rates and
 	// alerts work before the first event.
 	for _, r := range []string{ResyncSinceAhead, ResyncReplay, ResyncGap} {
@@ -128,6 +149,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range []string{"delivered", "unknown_conn", "bad", "full"} {
 		m.Notices.WithLabelValues(r)
+	}
+	for _, t := range []string{TransportWS, TransportSSE, TransportSocketIO} {
+		m.ConnectionsOpen.WithLabelValues(t)
 	}
 	for _, r := range []string{"ok", "rejected", "error"} {
 		m.ProcessForwards.WithLabelValues(r)

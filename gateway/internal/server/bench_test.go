@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/wstest"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/redistest"
@@ -173,7 +174,7 @@ func BenchmarkIdleSockets(b *testing.B) {
 			_ = c.Close()
 		}
 		eventually(b, 30*time.Second, func() error {
-			if n := g.metric(g.srv.m.ConnectionsOpen); n != 0 {
+			if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportWS)); n != 0 {
 				return fmt.Errorf("%v sockets still open", n)
 			}
 			return nil

@@ -15,11 +15,11 @@ import (
 
 	"orderpush/gateway/internal/admission"
 	"orderpush/gateway/internal/hub"
-	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/internal/session"
+	"orderpush/gateway/internal/transport/ws"
 	"orderpush/gateway/web"
 	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
-	"orderpush/pkg/presence"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
 )
@@ -69,14 +69,14 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		JWT:           l.JWT(),
 		HistorySize:   l.Int("HISTORY_SIZE", stream.DefaultHistorySize, 1, 1_000_000),
 		HistoryTTL:    l.Duration("HISTORY_TTL", stream.DefaultHistoryTTL, time.Second, 365*24*time.Hour),
-		SendQueueSize: l.Int("SEND_QUEUE_SIZE", socket.DefaultQueueSize, 1, 1<<16),
+		SendQueueSize: l.Int("SEND_QUEUE_SIZE", session.DefaultQueueSize, 1, 1<<16),
 		OrderAPIURL:   l.String("ORDERAPI_URL", ""),
 		OrderAPIToken: l.String("ORDERAPI_TOKEN", ""),
 		PprofAddr:     l.String("PPROF_ADDR", ""),
 		GapWait:       l.Duration("GAP_WAIT", hub.DefaultGapWait, time.Millisecond, 10*time.Second),
 		ReplayMax:     l.Int("REPLAY_MAX", hub.DefaultReplayMax, 1, 10_000_000),
 		DrainSpread:   l.Duration("DRAIN_SPREAD", 2*time.Second, 0, 8*time.Second),
-		PingInterval:  l.Duration("PING_INTERVAL", socket.DefaultPingInterval, time.Second, time.Hour),
+		PingInterval:  l.Duration("PING_INTERVAL", ws.DefaultPingInterval, time.Second, time.Hour),
 
 		ConnectRate:         l.Rate("CONNECT_RATE", admission.DefaultConnectRate),
 		MaxConns:            l.Int("MAX_CONNS", admission.DefaultMaxConns(), 0, 100_000_000),
@@ -141,13 +141,6 @@ func (c Config) readTimeout() time.Duration {
 		return c.ReadTimeout
 	}
 	return defaultReadTimeout
-}
-
-func (c Config) beatInterval() time.Duration {
-	if c.BeatInterval > 0 {
-		return c.BeatInterval
-	}
-	return presence.DefaultBeatInterval
 }
 
 // defaultNodeID is the host name (reduced to the allowed characters) and a

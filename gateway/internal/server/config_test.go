@@ -124,9 +124,13 @@ func FuzzParseSince(f *testing.F) {
 	f.Fuzz(func(t *testing.T, q string) {
 		r := httptest.NewRequest("GET", "/ws", nil)
 		r.URL.RawQuery = q
-		n, err := parseSince(r)
-		if err != nil {
-			return
+		v, has := querySince(r)
+		n := int64(hub.NoSince)
+		if has {
+			var err error
+			if n, err = parseSince(v); err != nil {
+				return
+			}
 		}
 		if n < 0 && n != hub.NoSince {
 			t.Fatalf("%q gave %d", q, n)

@@ -147,7 +147,8 @@ func (g *gw) Kill() {
 	}
 	g.mu.Unlock()
 	s := g.srv
-	s.stop() // beats and re-registration end
+	s.stop()           // sockets' work ends
+	s.presence.Close() // beats and re-registration end
 	_ = s.rdb.Close()
 	_ = s.http.Close() // listener and non-hijacked connections
 	for _, c := range conns {

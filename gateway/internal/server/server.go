@@ -26,12 +26,11 @@ import (
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
-	"orderpush/gateway/internal/socket"
+	"orderpush/gateway/internal/presence"
+	"orderpush/gateway/internal/session"
 	"orderpush/gateway/internal/subscriber"
 	"orderpush/gateway/web"
 	"orderpush/pkg/logging"
-	"orderpush/pkg/presence"
-	"orderpush/pkg/rediskey"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
 )
@@ -60,8 +59,7 @@ type Server struct {
 	m        *metrics.Metrics
 	gatherer prometheus.Gatherer
 	rdb      redis.UniversalClient
-	presence *presence.Registry
-	adds     *addBatcher // presence adds of concurrent connects, batched
+	presence *presence.Presence[*session.Session] // registry, heartbeat, notices
 	verifier *token.Verifier
 	admit    *admission.Admission // connect limits, before the upgrade
 	api      *orderapi.Client     // nil without ORDERAPI_URL
@@ -69,19 +67,15 @@ type Server struct {
 	subs     *subscriber.Subscriber
 	echo     *echo.Echo
 	http     *http.Server
-	nodeChan string
 	web      *web.Handler // the dashboard and /client.js
 
 	base     context.Context // lives until the server stopped; parent of socket work
 	stop     context.CancelFunc
 	draining atomic.Bool
 	handlers sync.WaitGroup // socket handlers
-	bg       sync.WaitGroup // beat loop, re-registration
-	reregs   atomic.Bool    // a re-registration runs
+	bg       sync.WaitGroup // presence.Run
 
-	mu       sync.Mutex
-	conns    map[string]*socket.Socket // guarded by mu: open sockets by id
-	removals map[string]string         // guarded by mu: failed presence removals, conn -> merchant
+	mu sync.Mutex // orders enter (handlers.Add) against the start of the drain
 
 	// connState, when set (tests), sees every HTTP connection's state.
 	connState func(net.Conn, http.ConnState)
@@ -103,9 +97,6 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		m:        metrics.New(reg),
 		gatherer: reg,
 		verifier: verifier,
-		nodeChan: rediskey.NodeChannel(cfg.NodeID),
-		conns:    make(map[string]*socket.Socket),
-		removals: make(map[string]string),
 	}
 	if cfg.OrderAPIURL != "" {
 		s.api, err = orderapi.New(orderapi.Config{BaseURL: cfg.OrderAPIURL, Token: cfg.OrderAPIToken, Secret: cfg.JWT.Secret})
@@ -115,21 +106,27 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	}
 	s.rdb = cfg.Redis.NewRedis("gateway:" + cfg.NodeID)
 	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
-	s.presence = presence.New(s.rdb, cfg.PresenceTTL)
-	s.adds = &addBatcher{rdb: s.rdb, node: cfg.NodeID}
-	s.admit = admission.New(admission.Config{
-		TrustedProxies: cfg.TrustedProxies, ConnectRate: cfg.ConnectRate, MaxConns: cfg.MaxConns,
-		MaxConnsPerMerchant: cfg.MaxConnsPerMerchant, Node: cfg.NodeID,
-	}, s.presence, s.m.Connects, s.m.LimitFailOpen, log)
 	var api backfill.API
 	if s.api != nil {
 		api = s.api
 	}
 	src := backfill.New(store, api, log, s.m)
-	s.subs = subscriber.New(s.rdb, router{s}, log, s.m)
+	// The subscriber delivers to presence (the node channel) and the hub
+	// (merchant channels); both subscribe through it, so the router is
+	// filled once they exist, before anything subscribes.
+	route := new(presence.Router)
+	s.subs = subscriber.New(s.rdb, route, log, s.m)
+	s.presence = presence.New[*session.Session](presence.Config{
+		Node: cfg.NodeID, BeatInterval: cfg.BeatInterval, TTL: cfg.PresenceTTL,
+	}, presence.Deps{Redis: s.rdb, Subscriber: s.subs, Log: log, Metrics: s.m})
 	s.hub = hub.New(hub.Config{
 		Node: cfg.NodeID, GapWait: cfg.GapWait, ReplayMax: uint64(max(cfg.ReplayMax, 0)), Buffer: cfg.SendQueueSize,
 	}, s.subs, src, log, s.m)
+	*route = presence.NewRouter(s.presence, s.hub)
+	s.admit = admission.New(admission.Config{
+		TrustedProxies: cfg.TrustedProxies, ConnectRate: cfg.ConnectRate, MaxConns: cfg.MaxConns,
+		MaxConnsPerMerchant: cfg.MaxConnsPerMerchant,
+	}, s.presence, s.m.Connects, s.m.LimitFailOpen, log)
 	if s.web, err = web.New(web.Options{APIURL: cfg.DashboardAPIURL}); err != nil {
 		return nil, err
 	}
@@ -160,8 +157,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	// Alive before the first socket registers, so no reader takes its
-	// presence entry for a dead replica's.
-	s.startBackground(s.beat())
+	// presence entry for a dead replica's: Run beats first, then Ready.
+	s.bg.Go(func() { _ = s.presence.Run(s.base) })
+	<-s.presence.Ready()
 	if s.cfg.PprofAddr != "" {
 		stopPprof, err := s.servePprof()
 		if err != nil {
@@ -188,38 +186,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-// startBackground subscribes the node channel and starts the heartbeat
-// (beaten tells whether the first beat succeeded).
-func (s *Server) startBackground(beaten bool) {
-	s.bg.Add(2)
-	go func() {
-		defer s.bg.Done()
-		s.subscribeNode()
-	}()
-	go func() {
-		defer s.bg.Done()
-		s.beatLoop(beaten)
-	}()
-}
-
-// subscribeNode subscribes this replica's notice channel, retrying while
-// Redis is unreachable.
-func (s *Server) subscribeNode() {
-	for s.base.Err() == nil {
-		ctx, cancel := context.WithTimeout(s.base, 10*time.Second)
-		err := s.subs.Subscribe(ctx, s.nodeChan)
-		cancel()
-		if err == nil {
-			return
-		}
-		s.log.LogAttrs(s.base, slog.LevelWarn, "node channel subscribe failed, retrying", logging.Err(err))
-		select {
-		case <-time.After(time.Second):
-		case <-s.base.Done():
-		}
-	}
-}
-
 // drain is the SIGTERM sequence, bounded by ctx. The listener stays open
 // while sockets are closed, so the balancer sees /readyz 503 and new
 // upgrades get 503 (PROTOCOL.md) rather than refused connections.
@@ -227,9 +193,9 @@ func (s *Server) drain(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining.Store(true)
 	s.mu.Unlock()
-	s.log.LogAttrs(ctx, slog.LevelInfo, "draining", slog.Int("sockets", len(s.snapshot())))
+	s.log.LogAttrs(ctx, slog.LevelInfo, "draining", slog.Int("sockets", s.presence.Len()))
 	// Stop counting this replica's sockets at once; they are leaving.
-	if err := s.presence.Leave(ctx, s.cfg.NodeID); err != nil {
+	if err := s.presence.Leave(ctx); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "presence leave failed", logging.Err(err))
 	}
 	s.closeSockets(ctx)
@@ -241,7 +207,7 @@ func (s *Server) drain(ctx context.Context) error {
 	select {
 	case <-waited:
 	case <-ctx.Done():
-		for _, c := range s.snapshot() {
+		for _, c := range s.presence.Conns() {
 			c.Abort()
 		}
 		<-waited
@@ -256,7 +222,7 @@ func (s *Server) drain(ctx context.Context) error {
 // so the clients do not all reconnect to the other replicas in the same
 // instant (in batches every 10 ms when there are many).
 func (s *Server) closeSockets(ctx context.Context) {
-	conns := s.snapshot()
+	conns := s.presence.Conns()
 	if len(conns) == 0 {
 		return
 	}
@@ -277,13 +243,14 @@ func (s *Server) closeSockets(ctx context.Context) {
 			case <-ctx.Done():
 			}
 		}
-		c.Close(1001, "going away")
+		c.Close(session.GoingAway, "going away")
 	}
 }
 
 // shutdownRedis stops everything that uses Redis, then the clients.
 func (s *Server) shutdownRedis() {
 	s.stop()
+	s.presence.Close()
 	s.hub.Close()
 	_ = s.subs.Close()
 	s.bg.Wait()
@@ -293,35 +260,5 @@ func (s *Server) shutdownRedis() {
 	}
 }
 
-func (s *Server) snapshot() []*socket.Socket {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]*socket.Socket, 0, len(s.conns))
-	for _, c := range s.conns {
-		out = append(out, c)
-	}
-	return out
-}
-
 // Draining reports whether the drain started.
 func (s *Server) Draining() bool { return s.draining.Load() }
-
-// router sends the node channel's messages to the notice handler and the
-// rest to the hub.
-type router struct{ s *Server }
-
-func (r router) Message(channel string, payload []byte) {
-	if channel == r.s.nodeChan {
-		r.s.notice(payload)
-		return
-	}
-	r.s.hub.Message(channel, payload)
-}
-
-func (r router) Resubscribed(channel string) {
-	if channel == r.s.nodeChan {
-		r.s.reregister()
-		return
-	}
-	r.s.hub.Resubscribed(channel)
-}

@@ -356,7 +356,7 @@ func TestHealthMetricsAndDashboard(t *testing.T) {
 		t.Fatalf("readyz %d %s", code, body)
 	}
 	code, _, body := get("/metrics")
-	for _, name := range []string{"gateway_connections_open 1", "gateway_frames_sent_total", "gateway_delivery_lag_seconds_bucket",
+	for _, name := range []string{`gateway_connections_open{transport="ws"} 1`, "gateway_frames_sent_total", "gateway_delivery_lag_seconds_bucket",
 		"gateway_resyncs_total", "gateway_slow_consumer_closes_total", "gateway_redis_reconnects_total", `gateway_connects_total{result="ok"} 1`} {
 		if code != 200 || !strings.Contains(body, name) {
 			t.Fatalf("metrics lack %q", name)

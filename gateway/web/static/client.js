@@ -545,7 +545,14 @@ export class Client {
         return;
       }
     }
-    if (code === CLOSE_POLICY) { await this._renewToken(gen, 'expired', { status: 0, code: 'token_expired', message: 'close 1008' }); return; }
+    if (code === CLOSE_POLICY) {
+      // 1008 is token expiry, or a flood of client frames (PROTOCOL.md,
+      // "Limits and hostile clients"): a token with time left is kept and
+      // the client backs off instead.
+      if (expiresIn(this.token) > 5000) { this._attempt = Math.max(this._attempt, 2); this._retry(code, 'policy (too many frames)'); return; }
+      await this._renewToken(gen, 'expired', { status: 0, code: 'token_expired', message: 'close 1008' });
+      return;
+    }
     // At once, unless the connection lived under a second (then a replica
     // that keeps ending streams at once is not hammered).
     if (code === CLOSE_GOING_AWAY && helloSeen) { this._retry(code, 'replica went away', Date.now() - this._liveAt < 1000 ? undefined : 0); return; }
@@ -730,15 +737,26 @@ function wsForm(u) {
   return u;
 }
 
-// subject reads the token's sub (no verification: the server verifies), to
-// name the tab lock and the HTTP ack path.
-function subject(token) {
+// claims reads the token's payload (no verification: the server verifies).
+function claims(token) {
   try {
     const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
     const json = decodeURIComponent(Array.from(atob(b64), (c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join(''));
-    const sub = JSON.parse(json).sub;
-    return typeof sub === 'string' ? sub : '';
+    const c = JSON.parse(json);
+    return c && typeof c === 'object' ? c : {};
   } catch {
-    return '';
+    return {};
   }
+}
+
+// subject is the token's sub, naming the tab lock and the HTTP ack path.
+function subject(token) {
+  const sub = claims(token).sub;
+  return typeof sub === 'string' ? sub : '';
+}
+
+// expiresIn is how many ms the token has left (0 when expired or unknown).
+function expiresIn(token) {
+  const exp = claims(token).exp;
+  return typeof exp === 'number' ? Math.max(0, exp * 1000 - Date.now()) : 0;
 }

@@ -84,6 +84,7 @@ func New(cfg Config) *echo.Echo {
 	add(http.MethodPost, "/orders", a.createOrder, a.auth)
 	add(http.MethodGet, "/orders/:orderNo", a.getOrder, a.auth)
 	add(http.MethodPost, "/orders/:orderNo/process", a.processOrder, a.auth)
+	add(http.MethodPut, "/merchants/:id", a.registerMerchant, a.auth)
 	add(http.MethodGet, "/merchants/:id/orders", a.listOrders, a.auth)
 	add(http.MethodGet, "/merchants/:id/summary", a.summary, a.auth)
 	add(http.MethodGet, "/merchants/:id/events", a.events, a.auth)
@@ -110,7 +111,7 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		method := c.Request().Method
 		switch method {
-		case http.MethodGet, http.MethodPost, http.MethodOptions, http.MethodHead:
+		case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodOptions, http.MethodHead:
 		default:
 			method = "other"
 		}

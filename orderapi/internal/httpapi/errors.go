@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
 	"orderpush/orderapi/internal/order"
+	"orderpush/orderapi/internal/ratelimit"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/wire"
 )
@@ -25,6 +27,9 @@ func (a *api) handleError(err error, c echo.Context) {
 		a.log.Error("request failed", "route", c.Path(), logging.Err(err))
 	case e.Code == wire.CodeUnavailable && e.Err != nil:
 		a.log.Warn("dependency unavailable", "route", c.Path(), logging.Err(e.Err))
+	}
+	if e.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfter(e.RetryAfter)))
 	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)

@@ -76,6 +76,24 @@ func (a *api) processOrder(c echo.Context) error {
 	return respondThen(c, http.StatusOK, o, after)
 }
 
+// registerMerchant answers 201 for a new registration, 200 for an existing
+// one, with {"merchantId","registeredAt"}.
+func (a *api) registerMerchant(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	r, err := a.cfg.Orders.Register(c.Request().Context(), caller(c), c.Param("id"), bytes.TrimSpace(body))
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if r.Created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, r)
+}
+
 func (a *api) listOrders(c echo.Context) error {
 	page, err := a.cfg.Orders.List(c.Request().Context(), caller(c), c.Param("id"), order.ListParams{
 		Status: c.QueryParam("status"), Limit: c.QueryParam("limit"), Before: c.QueryParam("before"),

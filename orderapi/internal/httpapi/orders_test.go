@@ -109,11 +109,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"POST", "/orders/" + o.OrderNo + "/process"},
 		}
 		// want[caller][i] is the status of routes[i]; notice to an unknown
-		// connection is 404 for a service.
+		// connection is 404 for a service; another merchant's or member's
+		// order is 404, as a missing one (no oracle).
 		want := map[string][]int{
 			"member":         {200, 403, 403, 403, 403, 403},
-			"other member":   {403, 403, 403, 403, 403, 403},
-			"other merchant": {403, 403, 403, 403, 403, 403},
+			"other member":   {404, 403, 403, 403, 403, 403},
+			"other merchant": {404, 403, 403, 403, 403, 404},
 			"merchant":       {200, 200, 200, 200, 403, 200},
 			"service":        {200, 200, 200, 200, 404, 200},
 		}

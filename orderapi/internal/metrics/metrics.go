@@ -17,6 +17,11 @@ type Metrics struct {
 	RelayPublished prometheus.Counter
 	EventsPruned   prometheus.Counter
 	NoticesSent    prometheus.Counter
+	// OrdersRateLimited counts POST /orders refused over ORDER_RATE;
+	// RateLimitFailOpen counts orders let through without asking Redis
+	// (it failed or was recently down).
+	OrdersRateLimited prometheus.Counter
+	RateLimitFailOpen prometheus.Counter
 	// HTTPDuration is labelled by route template (e.g. /orders/:orderNo),
 	// method and status code.
 	HTTPDuration *prometheus.HistogramVec
@@ -43,6 +48,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		NoticesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderapi_notices_sent_total", Help: "Notices routed to a gateway replica.",
 		}),
+		OrdersRateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderapi_orders_rate_limited_total", Help: "Orders refused with 429 over ORDER_RATE.",
+		}),
+		RateLimitFailOpen: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderapi_rate_limit_fail_open_total", Help: "Orders let through without a rate decision because Redis did not answer.",
+		}),
 		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderapi_http_request_duration_seconds",
 			Help:    "HTTP request duration by route template, method and status code.",
@@ -52,6 +63,6 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.PublishErrors.WithLabelValues("fast")
 	m.PublishErrors.WithLabelValues("relay")
 	reg.MustRegister(m.OrdersCreated, m.OrdersProcessed, m.PublishErrors, m.RelayPublished,
-		m.EventsPruned, m.NoticesSent, m.HTTPDuration)
+		m.EventsPruned, m.NoticesSent, m.OrdersRateLimited, m.RateLimitFailOpen, m.HTTPDuration)
 	return m
 }

@@ -3,6 +3,7 @@ package order
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"orderpush/pkg/wire"
 )
@@ -15,6 +16,9 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error
+	// RetryAfter, when positive, is sent as the Retry-After header in
+	// whole seconds (rate_limited).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

@@ -13,10 +13,12 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"orderpush/orderapi/internal/metrics"
 	"orderpush/orderapi/internal/outbox"
+	"orderpush/orderapi/internal/ratelimit"
 	"orderpush/orderapi/internal/store"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
@@ -39,6 +41,11 @@ type Deps struct {
 	Streams  *stream.Store
 	Metrics  *metrics.Metrics
 	Logger   *slog.Logger
+	// OrderRate limits POST /orders per member (ORDER_RATE); nil: off.
+	OrderRate *ratelimit.Limiter
+	// RegisteredOnly is MERCHANTS=registered: only merchants in the
+	// registry take orders.
+	RegisteredOnly bool
 	// Timeout bounds each database or Redis call, so a dependency that
 	// hangs gives 503 rather than a hung request [5s].
 	Timeout time.Duration
@@ -47,6 +54,10 @@ type Deps struct {
 // Service implements the order API.
 type Service struct {
 	d Deps
+	// registered caches merchants known to be registered. Registration is
+	// permanent, so a positive answer never goes stale; the cache is
+	// bounded by the registry, which only a service token can grow.
+	registered sync.Map // merchant id -> struct{}
 }
 
 // New returns a Service.
@@ -75,6 +86,13 @@ func (s *Service) Create(ctx context.Context, c Caller, body []byte) (wire.Order
 	if c.Role != token.RoleMember && c.Role != token.RoleService {
 		return wire.Order{}, store.Event{}, forbidden("only member and service tokens may place orders")
 	}
+	// Before any other work, so a flood costs one Redis call per request.
+	if c.Role == token.RoleMember {
+		if ok, wait := s.d.OrderRate.Allow(ctx, c.Subject); !ok {
+			return wire.Order{}, store.Event{}, &Error{Code: wire.CodeRateLimited, RetryAfter: wait,
+				Message: "too many orders from this member (ORDER_RATE); retry after the Retry-After seconds"}
+		}
+	}
 	req, err := ParseCreate(body)
 	if err != nil {
 		return wire.Order{}, store.Event{}, err
@@ -90,6 +108,9 @@ func (s *Service) Create(ctx context.Context, c Caller, body []byte) (wire.Order
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	if err := s.takesOrders(ctx, req.MerchantID); err != nil {
+		return wire.Order{}, store.Event{}, err
+	}
 	o, ev, err := s.d.Store.CreateOrder(ctx, store.NewOrder{
 		MerchantID: req.MerchantID, UserID: userID, Date: req.Date, Price: req.Price,
 	}, orderFrame)
@@ -113,21 +134,34 @@ func (s *Service) Get(ctx context.Context, c Caller, orderNo string) (wire.Order
 	if err != nil {
 		return wire.Order{}, err
 	}
+	if !mayRead(c, o) {
+		return wire.Order{}, noOrder(orderNo)
+	}
+	return o, nil
+}
+
+// mayRead reports whether c may see o: its merchant, its member, a service.
+func mayRead(c Caller, o wire.Order) bool {
 	switch {
 	case c.Role == token.RoleService,
 		c.Role == token.RoleMerchant && c.Subject == o.MerchantID,
 		c.Role == token.RoleMember && c.Subject == o.UserID:
-		return o, nil
+		return true
 	}
-	return wire.Order{}, forbidden("this order belongs to another merchant or member")
+	return false
 }
+
+// noOrder is the answer for a missing order and, word for word, for
+// another merchant's or member's order, so order numbers cannot be probed
+// (PROTOCOL.md "Limits and hostile clients").
+func noOrder(string) *Error { return notFound("no such order") }
 
 func (s *Service) order(ctx context.Context, orderNo string) (wire.Order, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	o, err := s.d.Store.GetOrder(ctx, orderNo)
 	if errors.Is(err, store.ErrNotFound) {
-		return wire.Order{}, notFound("no order %s", orderNo)
+		return wire.Order{}, noOrder(orderNo)
 	}
 	if err != nil {
 		return wire.Order{}, unavailable("database", err)
@@ -149,13 +183,13 @@ func (s *Service) Process(ctx context.Context, c Caller, orderNo string) (wire.O
 		return wire.Order{}, nil, err
 	}
 	if c.Role == token.RoleMerchant && c.Subject != o.MerchantID {
-		return wire.Order{}, nil, forbidden("this order belongs to another merchant")
+		return wire.Order{}, nil, noOrder(orderNo)
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	o, ev, changed, err := s.d.Store.ProcessOrder(ctx, orderNo, processedFrame)
 	if errors.Is(err, store.ErrNotFound) {
-		return wire.Order{}, nil, notFound("no order %s", orderNo)
+		return wire.Order{}, nil, noOrder(orderNo)
 	}
 	if err != nil {
 		return wire.Order{}, nil, unavailable("database", err)

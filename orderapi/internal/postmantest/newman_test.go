@@ -12,6 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"orderpush/orderapi/internal/apitest"
+	"orderpush/orderapi/internal/server"
+	"orderpush/pkg/config"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
@@ -30,7 +32,13 @@ func TestNewman(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", "newman")); err != nil {
 		t.Fatalf("newman is not installed: run `npm ci --prefix deploy/postman` (the README's test command does): %v", err)
 	}
-	env := apitest.Start(t, apitest.Options{})
+	// The production settings the collection checks: merchants must be
+	// registered (its first request does it), and the default ORDER_RATE
+	// (its last request floods until 429).
+	env := apitest.Start(t, apitest.Options{Tweak: func(c *server.Config) {
+		c.Merchants = server.MerchantsRegistered
+		c.OrderRate = config.Rate{N: 20, Per: time.Second}
+	}})
 
 	o, err := redis.ParseURL(env.RedisURL)
 	if err != nil {

@@ -46,7 +46,23 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for requests in flight after the
 	// drain delay (default 8s; with the delay inside the contract's 10 s).
 	ShutdownTimeout time.Duration
+	// OrderRate is ORDER_RATE, default 20/s (burst 40): POST /orders per
+	// member across all replicas, kept in Redis; "0" turns it off.
+	OrderRate config.Rate
+	// Merchants is MERCHANTS, "open" (default: any valid merchant id takes
+	// orders) or "registered" (only merchants registered with
+	// PUT /merchants/{id}).
+	Merchants string
+	// PprofAddr is PPROF_ADDR, default unset (off): the net/http/pprof
+	// listen address. Keep it off public interfaces.
+	PprofAddr string
 }
+
+// MERCHANTS values.
+const (
+	MerchantsOpen       = "open"
+	MerchantsRegistered = "registered"
+)
 
 // Load reads the configuration and builds the logger (LOG_LEVEL,
 // LOG_FORMAT) writing to logOut. The error lists every bad setting by name.
@@ -65,6 +81,11 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		DBConnectTimeout: l.Duration("DATABASE_CONNECT_TIMEOUT", 30*time.Second, 0, time.Hour),
 		DrainDelay:       500 * time.Millisecond,
 		ShutdownTimeout:  8 * time.Second,
+		OrderRate:        l.Rate("ORDER_RATE", config.Rate{N: 20, Per: time.Second}),
+		Merchants:        l.Enum("MERCHANTS", MerchantsOpen, MerchantsOpen, MerchantsRegistered),
+	}
+	if l.String("PPROF_ADDR", "") != "" {
+		c.PprofAddr = l.Addr("PPROF_ADDR", "")
 	}
 	if _, _, err := store.ParseURL(c.DatabaseURL); err != nil {
 		l.Fail("DATABASE_URL", "%v", err)

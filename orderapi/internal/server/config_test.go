@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"orderpush/orderapi/internal/server"
+	"orderpush/pkg/config"
 )
 
 func env(kv map[string]string) func(string) string {
@@ -23,7 +24,8 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Addr != ":8090" || c.DatabaseURL != "sqlite://data/orders.db" || c.HistorySize != 1000 ||
 		c.HistoryTTL != 24*time.Hour || c.EventRetention != 168*time.Hour || c.RelayInterval != time.Second ||
-		len(c.CORSOrigins) != 1 || c.CORSOrigins[0] != "*" || c.Redis.Single == nil || c.Redis.Single.Addr != "127.0.0.1:6379" {
+		len(c.CORSOrigins) != 1 || c.CORSOrigins[0] != "*" || c.Redis.Single == nil || c.Redis.Single.Addr != "127.0.0.1:6379" ||
+		c.OrderRate != (config.Rate{N: 20, Per: time.Second}) || c.Merchants != server.MerchantsOpen || c.PprofAddr != "" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -35,13 +37,15 @@ func TestLoadSettings(t *testing.T) {
 		"REDIS_URL": "redis-cluster://r1:7000?addr=r2:7000", "HISTORY_SIZE": "50", "HISTORY_TTL": "1h",
 		"EVENT_RETENTION": "720h", "CORS_ALLOWED_ORIGINS": "https://a.example, http://b.example:8080/",
 		"OUTBOX_RELAY_INTERVAL": "250ms", "LOG_LEVEL": "debug", "LOG_FORMAT": "text",
+		"ORDER_RATE": "90/m", "MERCHANTS": "registered", "PPROF_ADDR": "127.0.0.1:6061",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Addr != "127.0.0.1:9000" || c.DatabaseURL != "postgres://u@db/orders" || c.Redis.Cluster == nil ||
 		c.HistorySize != 50 || c.HistoryTTL != time.Hour || c.EventRetention != 720*time.Hour ||
-		strings.Join(c.CORSOrigins, " ") != "https://a.example http://b.example:8080" || c.RelayInterval != 250*time.Millisecond {
+		strings.Join(c.CORSOrigins, " ") != "https://a.example http://b.example:8080" || c.RelayInterval != 250*time.Millisecond ||
+		c.OrderRate != (config.Rate{N: 90, Per: time.Minute}) || c.Merchants != server.MerchantsRegistered || c.PprofAddr != "127.0.0.1:6061" {
 		t.Fatalf("settings: %+v", c)
 	}
 }
@@ -61,10 +65,23 @@ func TestLoadRejects(t *testing.T) {
 		"CORS_ALLOWED_ORIGINS":  {"JWT_SECRET": secret, "CORS_ALLOWED_ORIGINS": "shop.example"},
 		"OUTBOX_RELAY_INTERVAL": {"JWT_SECRET": secret, "OUTBOX_RELAY_INTERVAL": "1"},
 		"LOG_LEVEL":             {"JWT_SECRET": secret, "LOG_LEVEL": "loud"},
+		"ORDER_RATE":            {"JWT_SECRET": secret, "ORDER_RATE": "20"},
+		"ORDER_RATE ":           {"JWT_SECRET": secret, "ORDER_RATE": "20/h"},
+		"MERCHANTS":             {"JWT_SECRET": secret, "MERCHANTS": "closed"},
+		"PPROF_ADDR":            {"JWT_SECRET": secret, "PPROF_ADDR": "6060"},
 	} {
 		_, _, err := server.Load(env(kv), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(name)) {
 			t.Errorf("%s: error %v does not name it", name, err)
 		}
+	}
+}
+
+// ORDER_RATE=0 turns the limit off.
+func TestLoadOrderRateOff(t *testing.T) {
+	t.Parallel()
+	c, _, err := server.Load(env(map[string]string{"JWT_SECRET": secret, "ORDER_RATE": "0"}), io.Discard)
+	if err != nil || !c.OrderRate.Off() {
+		t.Fatalf("ORDER_RATE=0: %+v, %v", c.OrderRate, err)
 	}
 }

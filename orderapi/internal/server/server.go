@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -21,9 +22,11 @@ import (
 	"orderpush/orderapi/internal/metrics"
 	"orderpush/orderapi/internal/order"
 	"orderpush/orderapi/internal/outbox"
+	"orderpush/orderapi/internal/ratelimit"
 	"orderpush/orderapi/internal/store"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
+	"orderpush/pkg/rediskey"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
 )
@@ -50,6 +53,7 @@ type Server struct {
 	outbox   *outbox.Outbox
 	http     *http.Server
 	ln       net.Listener
+	pprofLn  net.Listener // nil unless PPROF_ADDR
 	draining atomic.Bool
 }
 
@@ -80,9 +84,13 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	s.outbox = outbox.New(outbox.Config{
 		RelayInterval: cfg.RelayInterval, Grace: cfg.RelayGrace, Retention: cfg.EventRetention,
 	}, s.store, streams, m, d.Logger.With("component", "outbox"))
+	limiter := ratelimit.New(s.rdb, ratelimit.Config{
+		Rate: cfg.OrderRate, Key: rediskey.OrderRate, Limited: m.OrdersRateLimited, FailOpen: m.RateLimitFailOpen,
+		Logger: d.Logger.With("component", "ratelimit"),
+	})
 	orders := order.New(order.Deps{
 		Store: s.store, Outbox: s.outbox, Presence: presence.New(s.rdb, 0), Streams: streams,
-		Metrics: m, Logger: d.Logger,
+		Metrics: m, Logger: d.Logger, OrderRate: limiter, RegisteredOnly: cfg.Merchants == MerchantsRegistered,
 	})
 	e := httpapi.New(httpapi.Config{
 		Orders: orders, Verifier: verifier, Metrics: m, Gatherer: d.Registry, Logger: d.Logger,
@@ -104,6 +112,13 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		s.closeDeps()
 		return nil, fmt.Errorf("ORDERAPI_ADDR: listen %s: %w", cfg.Addr, err)
+	}
+	if cfg.PprofAddr != "" {
+		if s.pprofLn, err = net.Listen("tcp", cfg.PprofAddr); err != nil {
+			s.ln.Close()
+			s.closeDeps()
+			return nil, fmt.Errorf("PPROF_ADDR: listen %s: %w", cfg.PprofAddr, err)
+		}
 	}
 	return s, nil
 }
@@ -131,6 +146,41 @@ func openStore(ctx context.Context, cfg Config, opt store.Options, log *slog.Log
 	}
 }
 
+// PprofAddr is the address of the pprof listener, "" when off.
+func (s *Server) PprofAddr() string {
+	if s.pprofLn == nil {
+		return ""
+	}
+	return s.pprofLn.Addr().String()
+}
+
+// servePprof serves net/http/pprof on l (PPROF_ADDR, debugging only) and
+// returns the function that stops it. The timeouts let a profile of up to
+// a minute run while a silent or slow client cannot hold a connection.
+func servePprof(l net.Listener) func() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		IdleTimeout:       time.Minute,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+	}
+}
+
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
@@ -146,6 +196,9 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(obDone)
 		_ = s.outbox.Run(obCtx)
 	}()
+	if s.pprofLn != nil {
+		defer servePprof(s.pprofLn)()
+	}
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(s.ln) }()
 	s.log.Info("orderapi listening", logging.KeyAddr, s.Addr(), "database", string(s.store.Dialect()))

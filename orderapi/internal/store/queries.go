@@ -11,6 +11,7 @@ type queries struct {
 	unpublished, unpublishedLocked, unpublishedMerchants string
 	prune, relayLock                                     string
 	createOrderPG                                        string
+	registerMerchant, registeredMerchant                 string
 }
 
 const orderCols = `order_no, merchant_id, user_id, date, price_cents, status, created_ms`
@@ -67,6 +68,9 @@ func newQueries(db *sqlx.DB) queries {
 			INSERT INTO merchants (id, seq, pending) SELECT merchant_id, 1, 1 FROM o
 			ON CONFLICT (id) DO UPDATE SET seq = merchants.seq + 1, pending = merchants.pending + 1
 			RETURNING seq, pending`),
-		relayLock: r(`SELECT pg_try_advisory_xact_lock(hashtextextended('orderpush relay ' || CAST(? AS TEXT), 0))`),
+		registerMerchant: r(`INSERT INTO registered_merchants (id, registered_ms) VALUES (?, ?)
+			ON CONFLICT (id) DO NOTHING RETURNING registered_ms`),
+		registeredMerchant: r(`SELECT registered_ms FROM registered_merchants WHERE id = ?`),
+		relayLock:          r(`SELECT pg_try_advisory_xact_lock(hashtextextended('orderpush relay ' || CAST(? AS TEXT), 0))`),
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package presence
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"orderpush/pkg/presence"
+	redispresence "orderpush/pkg/presence"
 )
 
 // addBatchTimeout bounds one batched presence write.
@@ -68,7 +68,7 @@ func (b *addBatcher) write(batch []*addReq) {
 	defer cancel()
 	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, r := range batch {
-			presence.AddTo(ctx, p, r.conn, r.mid, b.node)
+			redispresence.AddTo(ctx, p, r.conn, r.mid, b.node)
 		}
 		return nil
 	})

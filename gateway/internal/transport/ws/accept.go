@@ -1,16 +1,20 @@
-package socket
+package ws
 
 import (
 	"bufio"
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"orderpush/gateway/internal/metrics"
+	"orderpush/gateway/internal/session"
 )
 
 // Buffer sizes of an accepted socket. net/http hands a hijacked connection
@@ -42,19 +46,27 @@ func putBuf(b *[]byte) {
 	bufPool.Put(b)
 }
 
-// Accept upgrades the request like websocket.Accept, with small buffers and
-// the socket's output under the library's writer: data frames written by
-// the drainer are gathered and reach the network in one write per batch.
-func (s *Socket) Accept(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions) (*websocket.Conn, error) {
-	hw := &hijackWriter{ResponseWriter: w, s: s}
-	return websocket.Accept(hw, r, opts)
+// Accept upgrades the request for sess like websocket.Accept, with small
+// buffers and the connection's output under the library's writer: data
+// frames written by the session's drainer are gathered and reach the
+// network in one write per batch. On failure Accept has written the HTTP
+// response.
+func Accept(w http.ResponseWriter, r *http.Request, sess *session.Session, cfg Config, opts *websocket.AcceptOptions, log *slog.Logger, m *metrics.Metrics) (*Conn, error) {
+	c := &Conn{sess: sess, cfg: cfg, m: m, log: log}
+	c.defaults()
+	conn, err := websocket.Accept(&hijackWriter{ResponseWriter: w, c: c}, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.conn = conn
+	return c, nil
 }
 
 // hijackWriter is the ResponseWriter websocket.Accept sees: its Hijack
 // replaces net/http's buffers.
 type hijackWriter struct {
 	http.ResponseWriter
-	s *Socket
+	c *Conn
 }
 
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -80,8 +92,8 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	} else {
 		br = bufio.NewReaderSize(conn, readBufSize)
 	}
-	h.s.out = &output{conn: conn, timeout: h.s.cfg.WriteTimeout}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(h.s.out, writeBufSize)), nil
+	h.c.out = &output{conn: conn, timeout: h.c.cfg.WriteTimeout}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(h.c.out, writeBufSize)), nil
 }
 
 // output is the io.Writer under the library's bufio.Writer. Outside a

@@ -1,4 +1,4 @@
-package socket
+package ws
 
 import (
 	"context"
@@ -17,23 +17,25 @@ import (
 	"go.uber.org/goleak"
 
 	"orderpush/gateway/internal/metrics"
-	"orderpush/gateway/internal/sendq"
+	"orderpush/gateway/internal/session"
+	"orderpush/gateway/internal/session/sendq"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// serve runs s behind a test server and dials it; prepare runs before the
-// socket starts, with frames already queued.
-func serve(t *testing.T, s *Socket) *websocket.Conn {
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// serve runs s behind a test server with cfg and dials it.
+func serve(t *testing.T, s *session.Session, m *metrics.Metrics, cfg Config) *websocket.Conn {
 	t.Helper()
 	done := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
-		c, err := s.Accept(w, r, nil)
+		c, err := Accept(w, r, s, cfg, nil, discard, m)
 		if err != nil {
 			return
 		}
-		s.Run(context.Background(), c, nil)
+		c.Run(context.Background(), nil)
 	}))
 	t.Cleanup(func() {
 		s.Abort()
@@ -48,9 +50,10 @@ func serve(t *testing.T, s *Socket) *websocket.Conn {
 	return c
 }
 
-func newSocket(cfg Config) (*Socket, *metrics.Metrics) {
+func newSession(id session.Identity, cfg session.Config) (*session.Session, *metrics.Metrics) {
 	m := metrics.New(prometheus.NewRegistry())
-	return New("c1", "m1", "tok", cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), m), m
+	id.ID, id.Merchant, id.Bearer, id.Transport = "c1", "m1", "tok", metrics.TransportWS
+	return session.New(id, cfg, session.Deps{Log: discard, Metrics: m}), m
 }
 
 func read(t *testing.T, c *websocket.Conn) string {
@@ -69,7 +72,7 @@ func read(t *testing.T, c *websocket.Conn) string {
 // message per frame.
 func TestBatchJoinsWhatIsQueued(t *testing.T) {
 	for _, batch := range []bool{true, false} {
-		s, m := newSocket(Config{Batch: batch, QueueSize: 16})
+		s, m := newSession(session.Identity{}, session.Config{QueueSize: 16})
 		var want []string
 		for i := range 10 {
 			f := fmt.Sprintf(`{"event":"order","seq":%d}`, i+1)
@@ -78,7 +81,7 @@ func TestBatchJoinsWhatIsQueued(t *testing.T) {
 				t.Fatal("queue refused")
 			}
 		}
-		c := serve(t, s)
+		c := serve(t, s, m, Config{Batch: batch})
 		var got []string
 		for len(got) < 10 {
 			got = append(got, strings.Split(read(t, c), "\n")...)
@@ -106,14 +109,16 @@ func TestBatchJoinsWhatIsQueued(t *testing.T) {
 // their codes, and the queue refuses frames after the writer ended.
 func TestCloseCodes(t *testing.T) {
 	for _, tc := range []struct {
-		do   func(*Socket)
+		do   func(*session.Session)
 		code websocket.StatusCode
 	}{
-		{func(s *Socket) { s.Overflow() }, websocket.StatusTryAgainLater},
-		{func(s *Socket) { s.Close(websocket.StatusGoingAway, "going away") }, websocket.StatusGoingAway},
+		{func(s *session.Session) { s.Overflow() }, websocket.StatusTryAgainLater},
+		{func(s *session.Session) { s.Close(session.GoingAway, "going away") }, websocket.StatusGoingAway},
+		{func(s *session.Session) { s.Close(session.Policy, "token expired") }, websocket.StatusPolicyViolation},
+		{func(s *session.Session) { s.Close(session.TooBig, "") }, websocket.StatusMessageTooBig},
 	} {
-		s, m := newSocket(Config{})
-		c := serve(t, s)
+		s, m := newSession(session.Identity{}, session.Config{})
+		c := serve(t, s, m, Config{})
 		tc.do(s)
 		tc.do(s) // idempotent
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -130,8 +135,8 @@ func TestCloseCodes(t *testing.T) {
 
 // TestTokenExpiry: the socket closes with 1008 at the token's exp.
 func TestTokenExpiry(t *testing.T) {
-	s, _ := newSocket(Config{Expiry: time.Now().Add(200 * time.Millisecond)})
-	c := serve(t, s)
+	s, m := newSession(session.Identity{Expiry: time.Now().Add(200 * time.Millisecond)}, session.Config{})
+	c := serve(t, s, m, Config{})
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -144,12 +149,12 @@ func TestTokenExpiry(t *testing.T) {
 // TestKeepalivePing: the writer pings on its interval and the peer's pong
 // (answered by its reader) keeps the socket open.
 func TestKeepalivePing(t *testing.T) {
-	s, _ := newSocket(Config{PingInterval: 20 * time.Millisecond, PingTimeout: time.Second})
+	s, m := newSession(session.Identity{}, session.Config{})
 	pings := make(chan struct{}, 16)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := s.Accept(w, r, nil)
+		c, err := Accept(w, r, s, Config{PingInterval: 20 * time.Millisecond, PingTimeout: time.Second}, nil, discard, m)
 		if err == nil {
-			s.Run(context.Background(), c, nil)
+			c.Run(context.Background(), nil)
 		}
 	}))
 	defer srv.Close()
@@ -176,6 +181,6 @@ func TestKeepalivePing(t *testing.T) {
 	if readCtx.Err() != nil {
 		t.Fatal("socket closed")
 	}
-	s.Close(websocket.StatusNormalClosure, "")
+	s.Close(session.Normal, "")
 	<-readCtx.Done()
 }

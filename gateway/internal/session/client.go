@@ -1,0 +1,95 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"orderpush/gateway/internal/orderapi"
+	"orderpush/gateway/internal/session/sendq"
+	"orderpush/pkg/logging"
+	"orderpush/pkg/wire"
+)
+
+// processTimeout bounds one forwarded process call.
+const processTimeout = 10 * time.Second
+
+// Prebuilt replies: a flood must not cost an allocation per message.
+var (
+	pongFrame        = []byte(`{"event":"pong"}`)
+	rateLimitedFrame = wire.ErrorFrame(wire.CodeRateLimited, "too many messages from this connection (CLIENT_MSG_RATE); slow down or the connection is closed")
+)
+
+// Handle acts on one client message (PROTOCOL.md "Merchant socket",
+// "Receipts and attention"). Every message counts against CLIENT_MSG_RATE
+// before anything else is done with it; one over the limit is dropped, a
+// flood ends the session with Policy. Bad messages get an error frame and
+// the session stays open. A process message blocks until the order API
+// answered (at most 10 s). Call it from the connection's reading side, one
+// message at a time.
+func (s *Session) Handle(data []byte) {
+	if s.lim == nil {
+		s.lim = newLimiter(s.cfg.MsgRate)
+	}
+	switch s.lim.take(time.Now()) {
+	case allowed:
+	case refused:
+		s.m.ClientFramesLimited.Inc()
+		return
+	case refusedNotice:
+		s.m.ClientFramesLimited.Inc()
+		s.reply(rateLimitedFrame)
+		return
+	case flood:
+		s.m.ClientFramesLimited.Inc()
+		if s.Close(Policy, "message flood") {
+			s.m.FloodCloses.Inc()
+			s.logf(slog.LevelInfo, "closing flooding connection")
+		}
+		return
+	}
+	f, err := wire.ParseClient(data)
+	if err != nil {
+		s.reply(wire.ErrorFrame(wire.CodeInvalidFrame, err.Error()))
+		return
+	}
+	switch f.Event {
+	case wire.EventPing:
+		s.reply(pongFrame)
+	case wire.EventProcess:
+		s.process(f.OrderNo)
+	}
+}
+
+// process forwards a process message. Success shows as the order.processed
+// event from the stream; a refusal as an error frame with the API's code.
+func (s *Session) process(orderNo string) {
+	if s.proc == nil {
+		s.m.ProcessForwards.WithLabelValues("error").Inc()
+		s.reply(wire.ErrorFrame(wire.CodeUnavailable, "order processing is not configured on this gateway (ORDERAPI_URL)"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, processTimeout)
+	defer cancel()
+	err := s.proc.Process(ctx, orderNo, s.bearer)
+	var apiErr *orderapi.Error
+	switch {
+	case err == nil:
+		s.m.ProcessForwards.WithLabelValues("ok").Inc()
+	case errors.As(err, &apiErr):
+		s.m.ProcessForwards.WithLabelValues("rejected").Inc()
+		s.reply(wire.ErrorFrame(apiErr.Code, apiErr.Message))
+	default:
+		s.m.ProcessForwards.WithLabelValues("error").Inc()
+		s.logf(slog.LevelWarn, "process forward failed", slog.String(logging.KeyOrderNo, orderNo), logging.Err(err))
+		s.reply(wire.ErrorFrame(wire.CodeUnavailable, "the order api did not answer; try again"))
+	}
+}
+
+// reply queues a frame for this session only.
+func (s *Session) reply(b []byte) {
+	if !s.TrySend(sendq.Entry{Data: b}) {
+		s.Overflow()
+	}
+}

@@ -1,0 +1,176 @@
+package session
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"orderpush/gateway/internal/session/sendq"
+	"orderpush/pkg/logging"
+)
+
+// attachment is the transport a session writes to.
+type attachment struct {
+	t      Transport
+	w      Writer // push mode; nil in pull mode
+	notify func() // pull mode
+}
+
+// Start attaches a push transport and starts serving: the first drainer
+// (for what was queued at admission), the token expiry timer and, when
+// replay is not nil, the replay. ctx bounds calls made for the session (the
+// order API, the replay); ending it does not end the session, Close does.
+func (s *Session) Start(ctx context.Context, w Writer, replay func(context.Context) error) {
+	s.attach(ctx, &attachment{t: w, w: w}, replay)
+	go s.drain() // the queue was created active: this is its first drainer
+}
+
+// StartPull attaches a pull transport: notify is called when frames wait
+// or the session is closing; the transport's poll calls Take. The rest is
+// as Start.
+func (s *Session) StartPull(ctx context.Context, t Transport, notify func(), replay func(context.Context) error) {
+	s.attach(ctx, &attachment{t: t, notify: notify}, replay)
+}
+
+func (s *Session) attach(ctx context.Context, a *attachment, replay func(context.Context) error) {
+	// The session's context ends with the session: a replay still
+	// fetching and a process call in flight give up.
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.att.Store(a)
+	s.startTimers()
+	if replay != nil {
+		s.replay.Go(func() {
+			if err := replay(s.ctx); err != nil && !s.closing() && s.ctx.Err() == nil {
+				s.logf(slog.LevelWarn, "replay failed", logging.Err(err))
+				s.Close(TryAgainLater, "replay failed")
+			}
+		})
+	}
+}
+
+// End is called once by the transport when its connection is over. It
+// closes the session if it is still open, stops the replay and the timers,
+// and returns when the write side has finished.
+func (s *Session) End() {
+	s.Close(Normal, "")
+	s.stopTimers()
+	a := s.att.Load()
+	if a == nil {
+		// Never attached: nothing runs.
+		s.q.Close()
+		s.finished()
+		return
+	}
+	s.cancel()
+	s.replay.Wait()
+	if a.w == nil {
+		// Pull mode: the transport was the write side.
+		s.q.Close()
+		s.finished()
+	}
+	<-s.done
+}
+
+// wake is the queue's wake: frames were pushed to an idle queue, or Close
+// wants the close written.
+func (s *Session) wake() {
+	a := s.att.Load()
+	switch {
+	case a == nil:
+		// Not attached yet: the queue stays active until the transport's
+		// first drainer or Take, which will see what was pushed.
+	case a.w != nil:
+		go s.drain()
+	default:
+		a.notify()
+	}
+}
+
+// drain is the push write side while it runs (one at a time, sendq
+// guarantees it): it writes what is queued until the queue is empty, and on
+// Close writes the close and ends the connection.
+func (s *Session) drain() {
+	w := s.att.Load().w
+	var batch []sendq.Entry
+	for {
+		if s.closing() {
+			s.finish(w)
+			return
+		}
+		var more bool
+		batch, more = s.q.Take(batch)
+		if !more {
+			return
+		}
+		now := time.Now().UnixMilli()
+		n, err := w.WriteFrames(batch)
+		s.sent(batch[:n], now)
+		if err != nil {
+			if !s.closing() {
+				s.logf(slog.LevelDebug, "write failed", logging.Err(err))
+			}
+			s.Close(GoingAway, "")
+			w.CloseNow()
+			s.q.Close() // wakes a replay blocked on a full queue
+			s.finished()
+			return
+		}
+	}
+}
+
+// finish writes the close and ends the connection.
+func (s *Session) finish(w Writer) {
+	s.q.Close()
+	defer s.finished()
+	if err := w.WriteClose(s.reason, s.text); err != nil {
+		s.logf(slog.LevelDebug, "close incomplete", slog.String("reason", s.reason.String()), logging.Err(err))
+	}
+}
+
+// Take is a pull transport's poll: every queued frame (spare, the previous
+// batch, is reused). more is false when nothing is queued, and the next push
+// calls notify; or when the session ended. Report written frames with Sent.
+func (s *Session) Take(spare []sendq.Entry) (batch []sendq.Entry, more bool) {
+	return s.q.Take(spare)
+}
+
+// Sent reports frames a pull transport wrote.
+func (s *Session) Sent(batch []sendq.Entry) { s.sent(batch, time.Now().UnixMilli()) }
+
+// sent counts written frames and observes the delivery lag of live ones.
+func (s *Session) sent(es []sendq.Entry, now int64) {
+	if len(es) == 0 {
+		return
+	}
+	s.m.FramesSent.Add(float64(len(es)))
+	for _, e := range es {
+		if e.TS > 0 {
+			s.m.DeliveryLag.Observe(float64(max(now-e.TS, 0)) / 1000)
+		}
+	}
+}
+
+// startTimers arms the token expiry. A time.AfterFunc timer costs no
+// goroutine until it fires.
+func (s *Session) startTimers() {
+	if s.expiry.IsZero() {
+		return
+	}
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.expire = time.AfterFunc(time.Until(s.expiry), func() {
+		s.Close(Policy, "token expired")
+	})
+}
+
+func (s *Session) stopTimers() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	s.stopped = true
+	if s.expire != nil {
+		s.expire.Stop()
+	}
+}
