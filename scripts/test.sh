@@ -74,6 +74,8 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing
 nginx_bin >/dev/null || missing+=(nginx)
 chromium_bin >/dev/null || missing+=(chromium)
 { command -v node >/dev/null && command -v npm >/dev/null; } || missing+=(nodejs npm)
+# promtool checks and unit-tests the alert rules (Debian ships it in prometheus).
+command -v promtool >/dev/null || missing+=(prometheus)
 # A CJK font, so the dashboard screenshots show the Chinese order message
 # rather than empty boxes (the tests pass either way).
 if [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then

@@ -51,6 +51,9 @@ type Service struct {
 	SecurityOpt     []string              `yaml:"security_opt"`
 	StopGracePeriod string                `yaml:"stop_grace_period"`
 	Secrets         []string              `yaml:"secrets"`
+	// Profiles: a service with a profile runs only when it is asked for
+	// (docker compose --profile observability up).
+	Profiles []string `yaml:"profiles"`
 }
 
 // SecretFile is a top-level compose secret read from a file (relative to
@@ -90,6 +93,9 @@ const (
 	KindRedis    = "redis"
 	KindPostgres = "postgres"
 	KindNginx    = "nginx"
+	// The observability profile.
+	KindPrometheus = "prometheus"
+	KindGrafana    = "grafana"
 )
 
 // Kind is the build target of a service built from this repository

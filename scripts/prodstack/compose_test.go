@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"orderpush/pkg/config"
 	"orderpush/scripts/launch"
 	"orderpush/scripts/prodstack"
@@ -113,6 +115,7 @@ func TestComposeTopology(t *testing.T) {
 	want := map[string]int{
 		prodstack.KindRedis: 1, prodstack.KindPostgres: 1, prodstack.KindNginx: 1,
 		prodstack.KindGateway: 3, prodstack.KindOrderAPI: 2,
+		prodstack.KindPrometheus: 1, prodstack.KindGrafana: 1,
 	}
 	for kind, n := range want {
 		if counts[kind] != n {
@@ -143,8 +146,14 @@ func TestComposeTopology(t *testing.T) {
 				}
 			}
 		}
-		if len(s.Ports) > 0 && s.Kind() != prodstack.KindNginx {
-			t.Errorf("%s publishes %v: only nginx is the entry point", name, s.Ports)
+		optional := slices.Contains(s.Profiles, "observability")
+		if (s.Kind() == prodstack.KindPrometheus || s.Kind() == prodstack.KindGrafana) != optional {
+			t.Errorf("%s: profiles %v; Prometheus and Grafana, and only they, are the optional observability profile", name, s.Profiles)
+		}
+		for _, p := range s.Ports {
+			if s.Kind() != prodstack.KindNginx && !(optional && strings.HasPrefix(p, "127.0.0.1:")) {
+				t.Errorf("%s publishes %s: only nginx is the entry point (the observability profile on loopback)", name, p)
+			}
 		}
 	}
 
@@ -412,4 +421,88 @@ func upstreamServers(t *testing.T, site, name string) []string {
 		}
 	}
 	return out
+}
+
+// TestComposeObservability: the optional profile's Prometheus scrapes
+// exactly the compose replicas on their listen ports and loads the rules;
+// Grafana is provisioned with the data source and the dashboard.
+func TestComposeObservability(t *testing.T) {
+	t.Parallel()
+	root := repoRoot(t)
+	c, _ := loadCompose(t)
+	prom := c.Services[c.ServicesOf(prodstack.KindPrometheus)[0]]
+	graf := c.Services[c.ServicesOf(prodstack.KindGrafana)[0]]
+	mounts := func(s prodstack.Service) map[string]string {
+		out := map[string]string{}
+		for _, v := range s.Volumes {
+			parts := strings.Split(v, ":")
+			if strings.HasPrefix(parts[0], ".") {
+				src := filepath.Join(root, "deploy", parts[0])
+				if _, err := os.Stat(src); err != nil {
+					t.Errorf("mount source %s: %v", parts[0], err)
+				}
+				out[parts[1]] = src
+			}
+		}
+		return out
+	}
+	pm := mounts(prom)
+	cfgFile := pm["/etc/prometheus/prometheus.yml"]
+	if cfgFile == "" || pm["/etc/prometheus/orderpush.rules.yml"] == "" {
+		t.Fatalf("prometheus mounts %v: want its config and the rules next to it", prom.Volumes)
+	}
+	b, err := os.ReadFile(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pc struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(b, &pc); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(pc.RuleFiles, []string{"orderpush.rules.yml"}) {
+		t.Errorf("rule_files %v", pc.RuleFiles)
+	}
+	jobs := map[string]string{"orderpush-gateway": prodstack.KindGateway, "orderpush-orderapi": prodstack.KindOrderAPI}
+	for _, sc := range pc.ScrapeConfigs {
+		kind, ok := jobs[sc.JobName]
+		if !ok {
+			t.Errorf("unexpected job %s", sc.JobName)
+			continue
+		}
+		delete(jobs, sc.JobName)
+		var got, want []string
+		for _, st := range sc.StaticConfigs {
+			got = append(got, st.Targets...)
+		}
+		for _, name := range c.ServicesOf(kind) {
+			want = append(want, name+":"+listenPort(t, name, c.Services[name]))
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("job %s scrapes %v, want the %s replicas %v", sc.JobName, got, kind, want)
+		}
+	}
+	if len(jobs) > 0 {
+		t.Errorf("prometheus.yml lacks jobs %v (the rules and the dashboard use these names)", jobs)
+	}
+	gm := mounts(graf)
+	if gm["/etc/grafana/provisioning"] == "" || gm["/var/lib/grafana/dashboards/orderpush.json"] == "" {
+		t.Errorf("grafana mounts %v: want the provisioning directory and the dashboard", graf.Volumes)
+	}
+	ds, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "provisioning", "datasources", "prometheus.yml"))
+	if err != nil || !strings.Contains(string(ds), "url: http://"+c.ServicesOf(prodstack.KindPrometheus)[0]+":9090") {
+		t.Errorf("the Grafana data source does not point at the prometheus service: %v", err)
+	}
+	dp, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "provisioning", "dashboards", "orderpush.yml"))
+	if err != nil || !strings.Contains(string(dp), "path: /var/lib/grafana/dashboards") {
+		t.Errorf("the dashboard provider does not read the mounted dashboard directory: %v", err)
+	}
 }

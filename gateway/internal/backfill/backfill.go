@@ -1,7 +1,9 @@
 // Package backfill finds a merchant's missed events and current state for the
 // gateway: Redis first (history, state), then the order API's event log and
 // summary for what Redis no longer holds (trimmed, expired, or Redis restarted
-// empty). ARCHITECTURE.md "How an order travels" 5, 6 and 9.
+// empty). It is the one place that decides which source answers: the hub
+// asks for a state (State, Newer) or a run of events (Range) and never
+// chooses between Redis and the order API itself. ARCHITECTURE.md "How an order travels" 5, 6 and 9.
 //
 // A Source is safe for concurrent use.
 package backfill
@@ -37,14 +39,6 @@ func New(store *stream.Store, api API, log *slog.Logger, m *metrics.Metrics) *So
 	return &Source{store: store, api: api, log: log, m: m}
 }
 
-// HasAPI reports whether an order API backs Redis.
-func (s *Source) HasAPI() bool { return s.api != nil }
-
-// RedisState reads the merchant's state from Redis only.
-func (s *Source) RedisState(ctx context.Context, merchantID string) (stream.State, error) {
-	return s.store.State(ctx, merchantID)
-}
-
 // State returns the merchant's newest seq and orderSum: from Redis, else
 // from the order API (and then written back to Redis so the next reader
 // finds it). A merchant nobody knows has the zero state.
@@ -63,11 +57,37 @@ func (s *Source) State(ctx context.Context, merchantID string) (stream.State, er
 	case s.api == nil:
 		return stream.State{}, nil
 	}
-	return s.APIState(ctx, merchantID)
+	return s.apiState(ctx, merchantID)
 }
 
-// APIState asks the order API only, and raises Redis's state to the answer.
-func (s *Source) APIState(ctx context.Context, merchantID string) (stream.State, error) {
+// Newer returns the merchant's state when a source knows one newer than
+// have, the state a joining socket would otherwise be told (its topic's).
+// Redis is read unless readRedis is false (the topic was created by this
+// join and its state read just now). The order API is asked only when the
+// client's since (NoSince: none) claims more than have and Redis: Redis
+// may have lost the newest state, and only the authority may turn that
+// claim into resync. ok is false when no source answered with a newer
+// state; failures count as no answer (the topic's state stands).
+func (s *Source) Newer(ctx context.Context, merchantID string, have uint64, since int64, readRedis bool) (st stream.State, ok bool) {
+	if readRedis {
+		if r, err := s.store.State(ctx, merchantID); err == nil {
+			st, ok = r, true
+		}
+	}
+	cur := have
+	if ok {
+		cur = max(cur, st.Seq)
+	}
+	if since >= 0 && uint64(since) > cur && s.api != nil {
+		if a, err := s.apiState(ctx, merchantID); err == nil && a.Seq > cur {
+			st, ok = a, true
+		}
+	}
+	return st, ok
+}
+
+// apiState asks the order API only, and raises Redis's state to the answer.
+func (s *Source) apiState(ctx context.Context, merchantID string) (stream.State, error) {
 	if s.api == nil {
 		return stream.State{}, errors.New("no order api configured")
 	}

@@ -29,11 +29,13 @@ type logAPI struct {
 	holes map[uint64]bool
 	fail  error
 	calls int
+	sums  int // Summary calls
 }
 
 func (a *logAPI) Summary(ctx context.Context, m string) (stream.State, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.sums++
 	if a.fail != nil {
 		return stream.State{}, a.fail
 	}
@@ -153,5 +155,47 @@ func TestStateFallsBackToTheAPIAndWritesBack(t *testing.T) {
 	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
 	if got, err := bare.State(ctx, redistest.Unique("m")); err != nil || got != (stream.State{}) {
 		t.Fatalf("unknown merchant without api: %+v %v", got, err)
+	}
+}
+
+// TestNewer: a joining socket's state comes from Redis when it is newer
+// than the topic's; the order API is asked only when the client claims
+// more than both, and its answer is written back to Redis.
+func TestNewer(t *testing.T) {
+	api := &logAPI{n: 9, sum: 4}
+	src, st, mid := setup(t, api)
+	ctx := context.Background()
+	if err := st.SetState(ctx, mid, stream.State{Seq: 5, OrderSum: 2}); err != nil {
+		t.Fatal(err)
+	}
+	summaries := func() int {
+		api.mu.Lock()
+		defer api.mu.Unlock()
+		return api.sums
+	}
+	if got, ok := src.Newer(ctx, mid, 3, -1, true); !ok || got != (stream.State{Seq: 5, OrderSum: 2}) {
+		t.Fatalf("Redis newer than the topic: %+v %v", got, ok)
+	}
+	if got, ok := src.Newer(ctx, mid, 3, 5, true); !ok || got.Seq != 5 || summaries() != 0 {
+		t.Fatalf("claim within Redis: %+v %v, %d order API calls", got, ok, summaries())
+	}
+	if got, ok := src.Newer(ctx, mid, 5, 4, false); ok {
+		t.Fatalf("nothing newer, Redis not read: %+v", got)
+	}
+	if got, ok := src.Newer(ctx, mid, 5, 8, true); !ok || got != (stream.State{Seq: 9, OrderSum: 4}) || summaries() != 1 {
+		t.Fatalf("claim beyond Redis: %+v %v, %d order API calls", got, ok, summaries())
+	}
+	if back, err := st.State(ctx, mid); err != nil || back.Seq != 9 {
+		t.Fatalf("order API state not written back: %+v %v", back, err)
+	}
+	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
+	if got, ok := bare.Newer(ctx, redistest.Unique("m"), 0, 8, true); ok {
+		t.Fatalf("no order API, nothing in Redis: %+v", got)
+	}
+	api.mu.Lock()
+	api.fail = errors.New("order api down")
+	api.mu.Unlock()
+	if got, ok := src.Newer(ctx, redistest.Unique("m"), 0, 8, false); ok {
+		t.Fatalf("failing order API: %+v", got)
 	}
 }

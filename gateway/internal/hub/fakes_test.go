@@ -67,24 +67,22 @@ type fakeSource struct {
 
 func newSource() *fakeSource { return &fakeSource{hist: map[uint64][]byte{}} }
 
-func (f *fakeSource) RedisState(context.Context, string) (stream.State, error) {
+func (f *fakeSource) State(context.Context, string) (stream.State, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.state, nil
 }
 
-func (f *fakeSource) State(ctx context.Context, m string) (stream.State, error) {
-	return f.RedisState(ctx, m)
-}
-
-func (f *fakeSource) APIState(ctx context.Context, m string) (stream.State, error) {
-	return f.RedisState(ctx, m)
-}
-
-func (f *fakeSource) HasAPI() bool {
+// Newer answers as backfill.Source does with one store for Redis and the
+// order API: the state, when it is newer than have or the client claims
+// more (an order API to ask exists when log is set).
+func (f *fakeSource) Newer(_ context.Context, _ string, have uint64, since int64, readRedis bool) (stream.State, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.log != nil
+	if readRedis || (since >= 0 && uint64(since) > have && f.log != nil) {
+		return f.state, true
+	}
+	return stream.State{}, false
 }
 
 func (f *fakeSource) Range(ctx context.Context, m string, after, upto uint64) (backfill.Range, error) {

@@ -55,12 +55,15 @@ type Subscriber interface {
 	Unsubscribe(ctx context.Context, channel string)
 }
 
-// Source finds state and missed events (package backfill).
+// Source finds state and missed events (package backfill, which decides
+// where each comes from: Redis, then the order API).
 type Source interface {
-	RedisState(ctx context.Context, merchantID string) (stream.State, error)
+	// State is the merchant's current state, for a new topic and for fills.
 	State(ctx context.Context, merchantID string) (stream.State, error)
-	APIState(ctx context.Context, merchantID string) (stream.State, error)
-	HasAPI() bool
+	// Newer is a state newer than have for a joining socket with since, if
+	// any source knows one; readRedis false skips Redis (just read).
+	Newer(ctx context.Context, merchantID string, have uint64, since int64, readRedis bool) (stream.State, bool)
+	// Range is the run of events after < seq <= upto that can be found.
 	Range(ctx context.Context, merchantID string, after, upto uint64) (backfill.Range, error)
 }
 

@@ -57,25 +57,10 @@ func (h *Hub) Join(ctx context.Context, mid string, m Member, since int64) (*Sub
 	}
 	// ARCHITECTURE.md "How an order travels" 6: subscribed first, then read, so nothing falls between.
 	// The topic's own state is as fresh when this call created it.
-	var st stream.State
-	stOK := false
-	if !fresh {
-		if s, err := h.src.RedisState(ctx, mid); err == nil {
-			st, stOK = s, true
-		}
-	}
-	if since >= 0 && h.src.HasAPI() {
-		t.mu.Lock()
-		cur := max(t.head, st.Seq)
-		t.mu.Unlock()
-		if uint64(since) > cur {
-			// Redis may have lost the newest state; the order API is the
-			// authority before answering resync.
-			if s, err := h.src.APIState(ctx, mid); err == nil && s.Seq > cur {
-				st, stOK = s, true
-			}
-		}
-	}
+	t.mu.Lock()
+	have := t.head
+	t.mu.Unlock()
+	st, stOK := h.src.Newer(ctx, mid, have, since, !fresh)
 	t.mu.Lock()
 	hello := stream.State{Seq: t.head, OrderSum: t.orderSum}
 	if stOK && st.Seq > hello.Seq {

@@ -1,4 +1,4 @@
-// Package presence is this replica's side of presence (DESIGN.md "How an
+// Package presence is this replica's side of presence (ARCHITECTURE.md "How an
 // order travels" 7): the registry of its open connections, their entries in
 // Redis (written in batches on connect, removed on close, retried by the
 // next beat when Redis failed), the heartbeat that keeps the replica alive

@@ -129,6 +129,7 @@ func (s *Server) admitEntered(r *http.Request, a admissionRequest) (*admitted, *
 		ID: newConnID(), Merchant: mid, Bearer: raw, Expiry: exp, Transport: a.Transport,
 	}, session.Config{
 		QueueSize: s.cfg.SendQueueSize,
+		MsgRate:   s.cfg.ClientMsgRate,
 	}, session.Deps{Processor: s.processor(), Log: s.log, Metrics: s.m})
 
 	jctx, cancel := context.WithTimeout(s.base, joinTimeout)

@@ -42,6 +42,8 @@ type Config struct {
 	ReplayMax      int                // REPLAY_MAX, default 10000: longest replay before resync
 	DrainSpread    time.Duration      // DRAIN_SPREAD, default 2s: closing sockets on SIGTERM is spread over this
 	PingInterval   time.Duration      // PING_INTERVAL, default 25s: keepalive pings
+	PingTimeout    time.Duration      // PING_TIMEOUT, default 10s: no pong within this closes the connection; 0: off
+	ClientMsgRate  config.Rate        // CLIENT_MSG_RATE, default 10/s (burst twice): client messages per connection; 0: off
 	// DashboardAPIURL is DASHBOARD_API_URL: the order API's base URL as the
 	// dashboard calls it; default unset: /api on the page's own origin.
 	DashboardAPIURL string
@@ -77,6 +79,8 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		ReplayMax:     l.Int("REPLAY_MAX", hub.DefaultReplayMax, 1, 10_000_000),
 		DrainSpread:   l.Duration("DRAIN_SPREAD", 2*time.Second, 0, 8*time.Second),
 		PingInterval:  l.Duration("PING_INTERVAL", ws.DefaultPingInterval, time.Second, time.Hour),
+		PingTimeout:   l.Duration("PING_TIMEOUT", ws.DefaultPingTimeout, 0, time.Hour),
+		ClientMsgRate: l.Rate("CLIENT_MSG_RATE", session.DefaultMsgRate),
 
 		ConnectRate:         l.Rate("CONNECT_RATE", admission.DefaultConnectRate),
 		MaxConns:            l.Int("MAX_CONNS", admission.DefaultMaxConns(), 0, 100_000_000),

@@ -31,6 +31,7 @@ import (
 	"orderpush/gateway/internal/subscriber"
 	"orderpush/gateway/web"
 	"orderpush/pkg/logging"
+	"orderpush/pkg/redismetrics"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
 )
@@ -110,6 +111,14 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		}
 	}
 	s.rdb = cfg.Redis.NewRedis("gateway:" + cfg.NodeID)
+	redismetrics.Instrument(s.rdb, reg, "gateway")
+	// The MAX_CONNS limit as a metric, so an alert can compare the open
+	// sockets with it (0: no cap).
+	maxConns := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gateway_max_conns", Help: "MAX_CONNS: sockets this replica accepts before answering 503 (0: no cap).",
+	})
+	maxConns.Set(float64(cfg.MaxConns))
+	reg.MustRegister(maxConns)
 	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	var api backfill.API
 	if s.api != nil {

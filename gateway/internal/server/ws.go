@@ -1,6 +1,8 @@
 package server
 
 import (
+	"time"
+
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
 
@@ -22,6 +24,7 @@ func (s *Server) handleWS(c echo.Context) error {
 	conn, err := ws.Accept(c.Response(), r, ad.sess, ws.Config{
 		Batch:        r.URL.Query().Get("batch") == "1",
 		PingInterval: s.cfg.PingInterval,
+		PingTimeout:  pingTimeout(s.cfg.PingTimeout),
 	}, &websocket.AcceptOptions{
 		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionDisabled,
@@ -40,4 +43,13 @@ func (s *Server) handleWS(c echo.Context) error {
 		conn.Run(s.base, ad.sub.Replay)
 	}()
 	return nil
+}
+
+// pingTimeout maps PING_TIMEOUT to ws.Config (0 is off there when
+// negative).
+func pingTimeout(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

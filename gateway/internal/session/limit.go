@@ -6,6 +6,9 @@ import (
 	"orderpush/pkg/config"
 )
 
+// DefaultMsgRate is CLIENT_MSG_RATE's default: 10 a second, a burst of 20.
+var DefaultMsgRate = config.Rate{N: 10, Per: time.Second}
+
 // Flood rules (PROTOCOL.md "Limits and hostile clients"): a session whose
 // refused messages reach twice the burst, or that is still over the limit
 // floodSpan after it first went over, is closed with Policy.

@@ -94,6 +94,15 @@ func (s *Session) drain() {
 	var batch []sendq.Entry
 	for {
 		if s.closing() {
+			if s.reason != TryAgainLater && !s.aborted.Load() {
+				// What is already queued goes out before the goodbye (a
+				// flood's rate_limited error, the last events before a
+				// drain); a slow consumer's queue is dropped.
+				batch, _ = s.q.Take(batch)
+				now := time.Now().UnixMilli()
+				n, _ := w.WriteFrames(batch)
+				s.sent(batch[:n], now)
+			}
 			s.finish(w)
 			return
 		}
@@ -122,6 +131,11 @@ func (s *Session) drain() {
 func (s *Session) finish(w Writer) {
 	s.q.Close()
 	defer s.finished()
+	if s.aborted.Load() {
+		// Nobody would answer a close handshake (it would wait 5 s).
+		w.CloseNow()
+		return
+	}
 	if err := w.WriteClose(s.reason, s.text); err != nil {
 		s.logf(slog.LevelDebug, "close incomplete", slog.String("reason", s.reason.String()), logging.Err(err))
 	}

@@ -57,7 +57,7 @@ type Transport interface {
 type Writer interface {
 	Transport
 	// WriteFrames writes frames in order and reports how many it wrote; it
-	// may stop early once the session is Closing. An error means the
+	// may stop early once the session Overflowed. An error means the
 	// connection is gone.
 	WriteFrames(batch []sendq.Entry) (int, error)
 	// WriteClose tells the peer why the connection ends and ends it; it is
@@ -90,6 +90,7 @@ type Session struct {
 
 	closeOnce sync.Once
 	closed    atomic.Bool // set by Close after reason and text
+	aborted   atomic.Bool // set before Close by Abort and DeadPeer: no goodbye is written
 	reason    Reason
 	text      string
 	doneOnce  sync.Once
@@ -171,9 +172,15 @@ func (s *Session) Closing() (Reason, string) {
 
 func (s *Session) closing() bool { return s.closed.Load() }
 
+// Overflowed reports whether the session is closing because it could not
+// keep up: a transport writing a batch stops early then, so the goodbye
+// goes out as soon as possible.
+func (s *Session) Overflowed() bool { return s.closed.Load() && s.reason == TryAgainLater }
+
 // Abort drops the connection without a goodbye: the end of a drain for
 // peers that do not answer.
 func (s *Session) Abort() {
+	s.aborted.Store(true)
 	s.Close(GoingAway, "")
 	s.closeNow()
 }
@@ -181,6 +188,7 @@ func (s *Session) Abort() {
 // DeadPeer aborts a session whose peer failed the transport's liveness
 // check (PING_TIMEOUT), and counts it.
 func (s *Session) DeadPeer() {
+	s.aborted.Store(true)
 	if s.Close(GoingAway, "") {
 		s.m.DeadPeerCloses.Inc()
 		s.logf(slog.LevelInfo, "closing dead peer")

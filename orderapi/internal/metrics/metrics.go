@@ -4,6 +4,10 @@
 package metrics
 
 import (
+	"context"
+	"math"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -65,4 +69,26 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.OrdersCreated, m.OrdersProcessed, m.PublishErrors, m.RelayPublished,
 		m.EventsPruned, m.NoticesSent, m.OrdersRateLimited, m.RateLimitFailOpen, m.HTTPDuration)
 	return m
+}
+
+// backlogTimeout bounds the scrape-time count of the outbox backlog.
+const backlogTimeout = time.Second
+
+// RegisterBacklog registers orderapi_outbox_backlog on reg: events committed
+// but not yet published, counted by count at each scrape (the count is the
+// database's, so every replica reports the same number). NaN when the
+// database does not answer within a second.
+func RegisterBacklog(reg prometheus.Registerer, count func(context.Context) (int64, error)) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "orderapi_outbox_backlog",
+		Help: "Events committed but not yet published to Redis (the same on every replica: a database count).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
+		defer cancel()
+		n, err := count(ctx)
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(n)
+	}))
 }

@@ -122,6 +122,12 @@ func TestRedisDownThenRelay(t *testing.T) {
 		if env.Count(t, "orders") != 12 || env.Count(t, "events WHERE NOT published") != 10 {
 			t.Fatalf("%d orders, %d unpublished events; want 12, 10", env.Count(t, "orders"), env.Count(t, "events WHERE NOT published"))
 		}
+		down := string(env.Do(t, "GET", "/metrics", "", "").Body)
+		for _, want := range []string{"orderapi_outbox_backlog 10\n", "orderapi_redis_up 0\n"} {
+			if !strings.Contains(down, want) {
+				t.Errorf("metrics with Redis down lack %q: %s", want, grep(down, strings.Fields(want)[0]))
+			}
+		}
 
 		gate.Close() // hold the relay until we listen
 		rs.Start()
@@ -147,6 +153,11 @@ func TestRedisDownThenRelay(t *testing.T) {
 			}
 		}
 		metrics := string(env.Do(t, "GET", "/metrics", "", "").Body)
+		for _, want := range []string{"orderapi_outbox_backlog 0\n", "orderapi_redis_up 1\n"} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("metrics after the relay lack %q: %s", want, grep(metrics, strings.Fields(want)[0]))
+			}
+		}
 		if !strings.Contains(metrics, "orderapi_relay_published_total 10") {
 			t.Errorf("relay metric: %s", grep(metrics, "orderapi_relay_published_total"))
 		}

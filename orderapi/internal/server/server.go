@@ -27,6 +27,7 @@ import (
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
+	"orderpush/pkg/redismetrics"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
 )
@@ -80,6 +81,8 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 		s.rdb = cfg.Redis.NewRedis("orderapi")
 	}
 	m := metrics.New(d.Registry)
+	metrics.RegisterBacklog(d.Registry, s.store.Backlog)
+	redismetrics.Instrument(s.rdb, d.Registry, "orderapi")
 	streams := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	s.outbox = outbox.New(outbox.Config{
 		RelayInterval: cfg.RelayInterval, Grace: cfg.RelayGrace, Retention: cfg.EventRetention,

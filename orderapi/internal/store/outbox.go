@@ -163,3 +163,14 @@ func (s *Store) Prune(ctx context.Context, cutoffMS int64) (int64, error) {
 	}
 	return n, nil
 }
+
+// Backlog counts events committed but not yet published: what the outbox
+// relay still has to deliver. The partial index on unpublished events keeps
+// it cheap while the backlog is small, which is the normal state.
+func (s *Store) Backlog(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.r.GetContext(ctx, &n, "SELECT count(*) FROM events WHERE NOT published"); err != nil {
+		return 0, fmt.Errorf("outbox backlog: %w", err)
+	}
+	return n, nil
+}

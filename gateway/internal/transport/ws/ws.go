@@ -46,7 +46,7 @@ const (
 type Config struct {
 	Batch        bool          // ?batch=1: join queued frames with '\n' in one message
 	PingInterval time.Duration // PING_INTERVAL: keepalive ping period
-	PingTimeout  time.Duration // PING_TIMEOUT: a ping unanswered this long ends the connection
+	PingTimeout  time.Duration // PING_TIMEOUT: a ping unanswered this long ends the connection; negative: never
 	WriteTimeout time.Duration // one write (or batch) taking longer ends it
 }
 
@@ -69,7 +69,7 @@ func (c *Conn) defaults() {
 	if c.cfg.PingInterval <= 0 {
 		c.cfg.PingInterval = DefaultPingInterval
 	}
-	if c.cfg.PingTimeout <= 0 {
+	if c.cfg.PingTimeout == 0 {
 		c.cfg.PingTimeout = DefaultPingTimeout
 	}
 	if c.cfg.WriteTimeout <= 0 {
@@ -159,17 +159,21 @@ func (c *Conn) stopPing() {
 // then arms the next one. It runs on the timer's own goroutine, which lives
 // only while a ping is in flight. A peer that does not answer within
 // PING_TIMEOUT is dead (it vanished, or stopped reading): coder/websocket's
-// Ping returns an error then but does not close the connection (STACK.md),
+// Ping returns an error then but does not close the connection (Conn.Ping),
 // so the session is aborted here, which ends the reader and takes the
 // connection out of presence at once.
 func (c *Conn) keepalive() {
 	if r, _ := c.sess.Closing(); r != session.None {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PingTimeout)
+	wait := c.cfg.PingTimeout
+	if wait < 0 {
+		wait = c.cfg.PingInterval // PING_TIMEOUT off: pings only keep proxies from timing out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	err := c.conn.Ping(ctx)
 	cancel()
-	if err != nil {
+	if err != nil && c.cfg.PingTimeout > 0 {
 		if r, _ := c.sess.Closing(); r == session.None {
 			c.sess.DeadPeer()
 		}
@@ -184,7 +188,7 @@ func (c *Conn) keepalive() {
 
 // WriteFrames writes a batch: in batch mode as one message of
 // '\n'-separated frames, else one message per frame. It stops early once
-// the session is closing, so a slow consumer gets its close frame as soon
+// the session overflowed, so a slow consumer gets its close frame as soon
 // as possible. With an output (Accept), the messages are gathered and reach
 // the network in one write.
 func (c *Conn) WriteFrames(batch []sendq.Entry) (int, error) {
@@ -236,7 +240,7 @@ func (c *Conn) writeMessages(ctx context.Context, batch []sendq.Entry) (frames, 
 		return len(batch), 1, nil
 	}
 	for i, e := range batch {
-		if r, _ := c.sess.Closing(); r != session.None {
+		if c.sess.Overflowed() {
 			return i, i, nil
 		}
 		if err := c.conn.Write(ctx, websocket.MessageText, e.Data); err != nil {

@@ -184,3 +184,37 @@ func TestKeepalivePing(t *testing.T) {
 	s.Close(session.Normal, "")
 	<-readCtx.Done()
 }
+
+// TestDeadPeer: a peer that stops reading (so it answers no ping) is
+// dropped PingTimeout after a ping, counted once; coder/websocket's Ping
+// alone would leave it open.
+func TestDeadPeer(t *testing.T) {
+	s, m := newSession(session.Identity{}, session.Config{})
+	ended := make(chan time.Time, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := Accept(w, r, s, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 200 * time.Millisecond}, nil, discard, m)
+		if err == nil {
+			c.Run(context.Background(), nil)
+			ended <- time.Now()
+		}
+	}))
+	defer srv.Close()
+	start := time.Now()
+	c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow() // never read: pings stay unanswered
+	select {
+	case at := <-ended:
+		t.Logf("ended after %s", at.Sub(start))
+		if d := at.Sub(start); d < 200*time.Millisecond {
+			t.Fatalf("closed after %s, before a ping could time out", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a peer that answers no ping is still served")
+	}
+	if n := testutil.ToFloat64(m.DeadPeerCloses); n != 1 {
+		t.Fatalf("dead peer closes %v", n)
+	}
+}
