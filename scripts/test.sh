@@ -205,6 +205,11 @@ if [ -f deploy/postman/package-lock.json ] && [ ! -d deploy/postman/node_modules
 	npm ci --prefix deploy/postman --no-audit --no-fund >&2 || die "npm ci in deploy/postman failed"
 fi
 
+if [ -f scripts/sioclient/package-lock.json ] && [ ! -d scripts/sioclient/node_modules ]; then
+	say "installing socket.io-client: npm ci --prefix scripts/sioclient"
+	npm ci --prefix scripts/sioclient --no-audit --no-fund >&2 || die "npm ci in scripts/sioclient failed"
+fi
+
 # Many sockets per test: raise the open-file limit as far as allowed.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 

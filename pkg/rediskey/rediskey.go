@@ -25,6 +25,11 @@ func Conn(connID string) string { return "conn:" + connID }
 // NodeAlive exists while a gateway replica heartbeats.
 func NodeAlive(node string) string { return "node:" + node + ":alive" }
 
+// NodeAddr is the URL other gateway replicas reach a replica at
+// (ADVERTISE_URL), kept alive like NodeAlive: a socket.io poll that lands
+// on another replica is forwarded there, and only there.
+func NodeAddr(node string) string { return "node:" + node + ":addr" }
+
 // NodeChannel carries messages for one gateway replica, such as notices to
 // a connection it holds.
 func NodeChannel(node string) string { return "node:" + node }

@@ -16,6 +16,7 @@ import (
 	"orderpush/gateway/internal/admission"
 	"orderpush/gateway/internal/hub"
 	"orderpush/gateway/internal/session"
+	"orderpush/gateway/internal/sidroute"
 	"orderpush/gateway/internal/transport/ws"
 	"orderpush/gateway/web"
 	"orderpush/pkg/config"
@@ -42,6 +43,7 @@ type Config struct {
 	ReplayMax      int                // REPLAY_MAX, default 10000: longest replay before resync
 	DrainSpread    time.Duration      // DRAIN_SPREAD, default 2s: closing sockets on SIGTERM is spread over this
 	PingInterval   time.Duration      // PING_INTERVAL, default 25s: keepalive pings
+	AdvertiseURL   string             // ADVERTISE_URL, default from GATEWAY_ADDR: where other replicas forward socket.io polls
 	PingTimeout    time.Duration      // PING_TIMEOUT, default 10s: no pong within this closes the connection; 0: off
 	ClientMsgRate  config.Rate        // CLIENT_MSG_RATE, default 10/s (burst twice): client messages per connection; 0: off
 	// DashboardAPIURL is DASHBOARD_API_URL: the order API's base URL as the
@@ -105,6 +107,14 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 	}
 	if c.PprofAddr != "" {
 		c.PprofAddr = l.Addr("PPROF_ADDR", "")
+	}
+	c.AdvertiseURL = l.String("ADVERTISE_URL", "")
+	if c.AdvertiseURL == "" {
+		c.AdvertiseURL = sidroute.DefaultAdvertise(c.Addr)
+	} else if u, err := sidroute.ParseAdvertise(c.AdvertiseURL); err != nil {
+		l.Fail("ADVERTISE_URL", "%v", err)
+	} else {
+		c.AdvertiseURL = u.String()
 	}
 	var origins []string
 	origins, err = parseOrigins(l.String("ALLOWED_ORIGINS", ""))

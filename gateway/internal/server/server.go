@@ -7,6 +7,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,9 +29,12 @@ import (
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/gateway/internal/presence"
 	"orderpush/gateway/internal/session"
+	"orderpush/gateway/internal/sidroute"
 	"orderpush/gateway/internal/subscriber"
+	"orderpush/gateway/internal/transport/socketio"
 	"orderpush/gateway/web"
 	"orderpush/pkg/logging"
+	redispresence "orderpush/pkg/presence"
 	"orderpush/pkg/redismetrics"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
@@ -71,9 +75,15 @@ type Server struct {
 	api      *orderapi.Client     // nil without ORDERAPI_URL
 	hub      *hub.Hub
 	subs     *subscriber.Subscriber
-	echo     *echo.Echo
-	http     *http.Server
-	web      *web.Handler // the dashboard and /client.js
+	sio      *socketio.Server
+	route    *sidroute.Router
+	// sioPresence records socket.io connections in Redis presence (they are
+	// not session.Sessions, so the presence registry above does not hold
+	// them; see socketio.go).
+	sioPresence *redispresence.Registry
+	echo        *echo.Echo
+	http        *http.Server
+	web         *web.Handler // the dashboard and /client.js
 
 	base     context.Context // lives until the server stopped; parent of socket work
 	stop     context.CancelFunc
@@ -145,6 +155,13 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		return nil, err
 	}
 	s.base, s.stop = context.WithCancel(context.Background())
+	s.route = sidroute.New(sidroute.Config{
+		Node: cfg.NodeID, Self: cfg.AdvertiseURL,
+		TTL: cmp.Or(cfg.PresenceTTL, redispresence.DefaultTTL), Beat: cmp.Or(cfg.BeatInterval, redispresence.DefaultBeatInterval),
+		PollTimeout: cfg.PingInterval + 30*time.Second,
+	}, s.rdb, log)
+	s.sioPresence = redispresence.New(s.rdb, cfg.PresenceTTL)
+	s.sio = s.newSocketIO()
 	s.echo = s.routes()
 	return s, nil
 }
@@ -173,6 +190,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	// Alive before the first socket registers, so no reader takes its
 	// presence entry for a dead replica's: Run beats first, then Ready.
 	s.bg.Go(func() { _ = s.presence.Run(s.base) })
+	s.bg.Go(func() { s.route.Run(s.base) })
 	<-s.presence.Ready()
 	if s.cfg.PprofAddr != "" {
 		stopPprof, err := s.servePprof()
@@ -213,6 +231,7 @@ func (s *Server) drain(ctx context.Context) error {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "presence leave failed", logging.Err(err))
 	}
 	s.closeSockets(ctx)
+	s.closeSocketIO(ctx)
 	waited := make(chan struct{})
 	go func() {
 		s.handlers.Wait()
@@ -264,6 +283,7 @@ func (s *Server) closeSockets(ctx context.Context) {
 // shutdownRedis stops everything that uses Redis, then the clients.
 func (s *Server) shutdownRedis() {
 	s.stop()
+	s.sio.Close()
 	s.presence.Close()
 	s.hub.Close()
 	_ = s.subs.Close()
