@@ -13,7 +13,7 @@ const (
 	DefaultUndeliveredAfter = 60 * time.Second
 	DefaultUnseenAfter      = 3 * time.Minute
 	// AttemptTimeout bounds one attempt: no answer within it is a failure
-	// (PROTOCOL.md: "no answer within 10 s").
+	// (PROTOCOL.md, "Receipts and attention": no answer within 10 s).
 	AttemptTimeout = 10 * time.Second
 	// RetryFor is how long after firing an alert is retried.
 	RetryFor = 24 * time.Hour
