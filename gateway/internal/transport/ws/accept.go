@@ -35,7 +35,10 @@ const (
 	maxPooled = 64 << 10
 	// maxStalls bounds one network write to this many write timeouts
 	// (see output).
-	maxStalls = 3
+	maxStalls = 10
+	// maxIdle is how many timeouts after a stall a peer may take no byte
+	// at all (a loaded machine may not schedule a live reader for a while).
+	maxIdle = 2
 )
 
 // bufPool holds byte buffers only while a write is in flight (gathering,
@@ -118,10 +121,10 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // (stalled, the session's Overflow, ends it with 1013), not a dead peer,
 // and the write goes on with a new deadline instead of being cut (a cut
 // write breaks the frame on the wire, and no close frame could follow it).
-// A peer that has not taken the rest after maxStalls timeouts in all is
-// gone: the write fails and the connection is dropped. So a peer that
-// stops reading is closed with 1013 after WriteTimeout if it wakes up, and
-// dropped after maxStalls*WriteTimeout if it does not.
+// It goes on while the peer takes bytes: a peer that takes none in
+// maxIdle further timeouts is gone, and so is one still not done after
+// maxStalls timeouts (a byte now and then must not hold the write side
+// forever); the write fails then and the connection is dropped.
 type output struct {
 	conn    net.Conn
 	timeout time.Duration
@@ -148,11 +151,12 @@ func (o *output) Write(p []byte) (int, error) {
 }
 
 // writeLocked writes p to the network; mu is held. It fails when the
-// peer has not taken p after maxStalls timeouts (see output).
+// peer takes nothing in maxIdle timeouts after a stall, or has not taken p after
+// maxStalls timeouts (see output).
 func (o *output) writeLocked(p []byte) (int, error) {
 	o.busy.Add(1)
 	defer o.busy.Add(-1)
-	written := 0
+	written, idle := 0, 0
 	for round := 1; ; round++ {
 		if now := time.Now(); o.deadline.Sub(now) < o.timeout/2 {
 			o.deadline = now.Add(o.timeout)
@@ -162,8 +166,14 @@ func (o *output) writeLocked(p []byte) (int, error) {
 		}
 		n, err := o.conn.Write(p[written:])
 		written += n
-		if err == nil || round == maxStalls || !errors.Is(err, os.ErrDeadlineExceeded) {
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return written, err
+		}
+		if round > 1 && n == 0 {
+			idle++
+		}
+		if idle == maxIdle || round == maxStalls {
+			return written, err // gone, or too slow to wait for
 		}
 		if o.stalled != nil {
 			o.stalled()

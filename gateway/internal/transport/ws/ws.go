@@ -47,7 +47,7 @@ type Config struct {
 	Batch        bool          // ?batch=1: join queued frames with '\n' in one message
 	PingInterval time.Duration // PING_INTERVAL: keepalive ping period
 	PingTimeout  time.Duration // PING_TIMEOUT: a ping unanswered this long ends the connection; negative: never
-	WriteTimeout time.Duration // a write backed up this long makes the peer a slow consumer (1013); 3 times this long: it is dropped
+	WriteTimeout time.Duration // a write backed up this long makes the peer a slow consumer (1013); no byte taken for 2 more: dropped
 }
 
 // Conn is one WebSocket under a session.
