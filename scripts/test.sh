@@ -9,6 +9,9 @@
 #   bash scripts/test.sh                          # everything
 #   bash scripts/test.sh -run TestE2E ./scripts/...   # extra go test flags and packages
 #
+# After the unit tests every fuzz target of the tested packages runs for
+# FUZZTIME (default 3s; 0 skips it, as does a -run filter).
+#
 # Arguments are passed to `go test`; those starting with ./ or orderpush/
 # replace the default package list (all workspace modules).
 #
@@ -243,4 +246,39 @@ set +e
 go test -race -count=1 -timeout 20m "${flags[@]}" "${pkgs[@]}"
 status=$?
 set -e
-exit $status
+[ $status -eq 0 ] || exit $status
+
+# ---- fuzzing ---------------------------------------------------------------
+#
+# Every fuzz target (func FuzzX in a _test.go file) of the tested packages
+# runs for FUZZTIME (default 3s) after the unit tests passed, so a crash a
+# parser gained fails CI. go test runs the seed corpus of each target with
+# the unit tests; this explores beyond it. A failing input is written to the
+# package's testdata/fuzz/FuzzX/ and stays a regression test once committed.
+# FUZZTIME=0, or a -run filter (a targeted run), skips it.
+fuzztime=${FUZZTIME:-3s}
+targeted=false
+for f in "${flags[@]}"; do
+	case $f in -run | -run=*) targeted=true ;; esac
+done
+if [ "$fuzztime" = 0 ] || $targeted; then
+	say "fuzzing skipped (FUZZTIME=0 or -run given)"
+	exit 0
+fi
+fuzz_targets() {
+	go list -f '{{.ImportPath}} {{.Dir}}' "${pkgs[@]}" | while read -r ip dir; do
+		grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u |
+			while read -r name; do echo "$ip $name"; done
+	done
+}
+mapfile -t targets < <(fuzz_targets)
+say "fuzzing ${#targets[@]} targets for $fuzztime each"
+started=$SECONDS
+for t in "${targets[@]}"; do
+	read -r ip name <<<"$t"
+	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$ip" >"$WORK/fuzz.log" 2>&1; then
+		cat "$WORK/fuzz.log" >&2
+		die "fuzz target $name of $ip failed; the input is in that package's testdata/fuzz/$name/"
+	fi
+done
+say "fuzzing done: ${#targets[@]} targets in $((SECONDS - started)) s"

@@ -13,10 +13,13 @@ const (
 	EventHello          = "hello"
 	EventOrder          = "order"
 	EventOrderProcessed = "order.processed"
-	EventNotice         = "notice"
-	EventResync         = "resync"
-	EventPong           = "pong"
-	EventError          = "error"
+	// EventOrderSeen is the first seen of an order (version 1.1): data
+	// orderSum and order, sequenced like order.
+	EventOrderSeen = "order.seen"
+	EventNotice    = "notice"
+	EventResync    = "resync"
+	EventPong      = "pong"
+	EventError     = "error"
 )
 
 // Event names of client frames.
@@ -52,7 +55,7 @@ type HelloData struct {
 	OrderSum   int64  `json:"orderSum"`
 }
 
-// OrderData is the data of order and order.processed frames. Msg is set only
+// OrderData is the data of order, order.processed and order.seen frames. Msg is set only
 // on order frames.
 type OrderData struct {
 	OrderSum int64  `json:"orderSum"`

@@ -25,20 +25,38 @@ type Order struct {
 	Price      Cents     `json:"price" db:"price_cents"`
 	Status     string    `json:"status" db:"status"`
 	CreatedAt  time.Time `json:"createdAt" db:"created_at"`
+	// DeliveredAt is the first time a client of the merchant acked a seq at
+	// or above the order's event; SeenAt the first seen (or processing).
+	// Nil until then, written as null (PROTOCOL.md "Receipts and
+	// attention").
+	DeliveredAt *time.Time `json:"deliveredAt"`
+	SeenAt      *time.Time `json:"seenAt"`
 }
 
 // TimeLayout is how every timestamp of the contract is written: RFC 3339
 // in UTC with milliseconds, "2026-11-26T03:17:58.123Z".
 const TimeLayout = "2006-01-02T15:04:05.000Z"
 
-// MarshalJSON writes createdAt in UTC with millisecond precision, as in the
-// contract's example.
+// MarshalJSON writes createdAt, deliveredAt and seenAt in UTC with
+// millisecond precision, as in the contract's example; a missing receipt
+// is null.
 func (o Order) MarshalJSON() ([]byte, error) {
 	type plain Order
 	return jsonMarshal(struct {
 		plain
-		CreatedAt string `json:"createdAt"`
-	}{plain(o), o.CreatedAt.UTC().Format(TimeLayout)})
+		CreatedAt   string  `json:"createdAt"`
+		DeliveredAt *string `json:"deliveredAt"`
+		SeenAt      *string `json:"seenAt"`
+	}{plain(o), o.CreatedAt.UTC().Format(TimeLayout), timeOrNull(o.DeliveredAt), timeOrNull(o.SeenAt)})
+}
+
+// timeOrNull formats t like createdAt, or nil (null) when t is nil.
+func timeOrNull(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := t.UTC().Format(TimeLayout)
+	return &s
 }
 
 // Cents is an amount of money in hundredths. In JSON it is a number with at

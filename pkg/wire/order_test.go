@@ -161,12 +161,20 @@ func TestOrderJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"orderNo":"u100117641270781231234","merchantId":"m1","userId":"u1001","date":"2022-06-22","price":36.5,"status":"pending","createdAt":"2026-11-26T02:17:58.123Z"}`
+	want := `{"orderNo":"u100117641270781231234","merchantId":"m1","userId":"u1001","date":"2022-06-22","price":36.5,"status":"pending","createdAt":"2026-11-26T02:17:58.123Z","deliveredAt":null,"seenAt":null}`
 	if string(b) != want {
 		t.Fatalf("got  %s\nwant %s", b, want)
 	}
 	var back wire.Order
-	if err := json.Unmarshal(b, &back); err != nil || back.Price != o.Price || !back.CreatedAt.Equal(o.CreatedAt.Truncate(time.Millisecond)) {
+	if err := json.Unmarshal(b, &back); err != nil || back.Price != o.Price || !back.CreatedAt.Equal(o.CreatedAt.Truncate(time.Millisecond)) ||
+		back.DeliveredAt != nil || back.SeenAt != nil {
 		t.Fatalf("round trip: %+v, %v", back, err)
+	}
+	// Receipts are written like createdAt, in UTC with milliseconds.
+	d, s := o.CreatedAt.Add(1500*time.Millisecond), o.CreatedAt.Add(time.Minute)
+	o.DeliveredAt, o.SeenAt = &d, &s
+	b, _ = json.Marshal(o)
+	if !strings.HasSuffix(string(b), `"createdAt":"2026-11-26T02:17:58.123Z","deliveredAt":"2026-11-26T02:17:59.623Z","seenAt":"2026-11-26T02:18:58.123Z"}`) {
+		t.Fatalf("receipts: %s", b)
 	}
 }

@@ -64,9 +64,11 @@ var outside = []string{
 }
 
 var (
-	mdName   = regexp.MustCompile(`\b[A-Z][A-Z0-9_-]*\.md\b`)
-	mdLink   = regexp.MustCompile(`\]\(([^)\s]+)\)`)
-	citation = regexp.MustCompile(`\b(PROTOCOL|ARCHITECTURE)\.md[^"\n]{0,3}"([^"\n]+)"`)
+	mdName = regexp.MustCompile(`\b[A-Z][A-Z0-9_-]*\.md\b`)
+	mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	// The optional backslashes read the same citation inside a JSON string
+	// (PROTOCOL.md \"Order API\").
+	citation = regexp.MustCompile(`\b(PROTOCOL|ARCHITECTURE)\.md[^"\n]{0,3}"([^"\n]+?)\\?"`)
 	heading  = regexp.MustCompile(`^#{1,6}\s+(.+?)\s*$`)
 )
 

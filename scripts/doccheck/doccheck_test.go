@@ -53,6 +53,7 @@ func TestCheckFindsEachKind(t *testing.T) {
 		"// built on " + "/work" + "/main", // machine path
 		"",
 	}, "\n"))
+	write("deploy/x.json", `{"description": "see PROTOCOL.md \"Merchant socket\" and PROTOCOL.md \"Nope\""}`+"\n")
 	write("bin/ignored.go", "// ../"+"shared is ignored in build output\n")
 
 	got, err := doccheck.Check(dir)
@@ -63,6 +64,7 @@ func TestCheckFindsEachKind(t *testing.T) {
 		"README.md:2: points outside",
 		"README.md:2: links to ../shared/PROTOCOL.md, outside the repository",
 		"README.md:3: links to docs/missing.md, which does not exist",
+		`deploy/x.json:1: cites section "Nope"`,
 		`gateway/x.go:3: cites section "Not a heading"`,
 		"gateway/x.go:4: names DESIGN.md",
 		"gateway/x.go:5: points outside",

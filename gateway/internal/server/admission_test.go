@@ -155,8 +155,7 @@ func TestMerchantCapAcrossReplicas(t *testing.T) {
 }
 
 // TestReadTimeout: ReadTimeout cuts a request whose body never finishes,
-// but not an upgraded WebSocket (net/http clears the deadline on hijack),
-// nor a long GET on a connection endpoint.
+// but not an upgraded WebSocket (net/http clears the deadline on hijack).
 func TestReadTimeout(t *testing.T) {
 	t.Parallel()
 	const rt = 500 * time.Millisecond
@@ -193,16 +192,5 @@ func TestReadTimeout(t *testing.T) {
 	}
 	if ws.CloseStatus() != -1 {
 		t.Fatalf("closed: %v", ws.Err())
-	}
-}
-
-// TestStreamPathsKeepReading: the middleware lifts the read deadline only
-// for GETs on connection endpoints.
-func TestStreamPathsKeepReading(t *testing.T) {
-	t.Parallel()
-	for p, want := range map[string]bool{"/ws": true, "/sse": true, "/socket.io/": true, "/socket.io/x": true, "/healthz": false, "/": false, "/wss": false} {
-		if got := streamPath(p); got != want {
-			t.Errorf("streamPath(%q) = %v", p, got)
-		}
 	}
 }

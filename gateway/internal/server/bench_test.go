@@ -124,7 +124,14 @@ func BenchmarkSocketFanout(b *testing.B) {
 // connections that read the handshake and the hello and then sit idle, so
 // their own cost (a net.Conn each, ~0.3 KiB) is nearly all gateway.
 // ns/op is the time to open the K sockets (parallel 64).
-func BenchmarkIdleSockets(b *testing.B) {
+func BenchmarkIdleSockets(b *testing.B) { benchIdle(b, rawDial) }
+
+// BenchmarkIdleSSE is BenchmarkIdleSockets for SSE streams (GET /sse):
+// bare TCP clients that read the headers and the hello event, then sit
+// idle.
+func BenchmarkIdleSSE(b *testing.B) { benchIdle(b, rawSSEDial) }
+
+func benchIdle(b *testing.B, dial func(host, tok string) (net.Conn, error)) {
 	const k = 2000
 	url := redistest.SharedURL(b)
 	g := startGW(b, url)
@@ -151,7 +158,7 @@ func BenchmarkIdleSockets(b *testing.B) {
 					if i >= k {
 						return
 					}
-					c, err := rawDial(host, toks[i%len(toks)])
+					c, err := dial(host, toks[i%len(toks)])
 					if err != nil {
 						errs <- err
 						return
@@ -174,7 +181,7 @@ func BenchmarkIdleSockets(b *testing.B) {
 			_ = c.Close()
 		}
 		eventually(b, 30*time.Second, func() error {
-			if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportWS)); n != 0 {
+			if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportWS)) + g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportSSE)); n != 0 {
 				return fmt.Errorf("%v sockets still open", n)
 			}
 			return nil
@@ -228,6 +235,39 @@ func rawDial(host, tok string) (net.Conn, error) {
 	if _, err := io.CopyN(io.Discard, br, int64(n)); err != nil {
 		_ = c.Close()
 		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// rawSSEDial opens an SSE stream over a bare TCP connection and reads the
+// response head and the stream up to the hello event.
+func rawSSEDial(host, tok string) (net.Conn, error) {
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, "GET /sse?token="+tok+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	br := bufio.NewReaderSize(c, 1024)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		_ = c.Close()
+		return nil, fmt.Errorf("sse: %v %v", resp, err)
+	}
+	// Chunked body: read until the hello event's data line went by.
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		if strings.Contains(line, `"event":"hello"`) {
+			break
+		}
 	}
 	_ = c.SetDeadline(time.Time{})
 	return c, nil

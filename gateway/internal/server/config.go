@@ -57,6 +57,7 @@ type Config struct {
 	MaxConnsPerMerchant int            // MAX_CONNS_PER_MERCHANT, default 50, across replicas
 
 	// Not from the environment (tests): zero means the package default.
+	SSEHeartbeat time.Duration // comment lines on /sse streams, default 15 s
 	BeatInterval time.Duration // presence heartbeat, default 3 s
 	ReadTimeout  time.Duration // non-upgraded requests (see Serve), default 30 s
 	PresenceTTL  time.Duration // presence liveness, default 10 s

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -24,6 +23,7 @@ func (s *Server) routes() *echo.Echo {
 	e.HTTPErrorHandler = s.httpError
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true}))
 	e.GET("/ws", s.handleWS)
+	e.GET("/sse", s.handleSSE)
 	e.Match([]string{http.MethodGet, http.MethodPost, http.MethodOptions}, "/socket.io/", echo.WrapHandler(s.sio))
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
@@ -32,30 +32,6 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
 	e.Match([]string{http.MethodGet, http.MethodHead}, "/*", echo.WrapHandler(s.web))
 	return e
-}
-
-// keepStreamsReading lifts ReadTimeout from GET requests to the
-// connection endpoints. http.Server.ReadTimeout is a deadline on the whole
-// connection from the start of the request: a hijacked WebSocket has it
-// cleared by net/http, but a response that stays open without hijacking
-// (an SSE stream, a long-poll) would see net/http's background read time
-// out and its request context cancelled, ending the stream after
-// ReadTimeout. Those GETs have no body to protect, so their read deadline
-// is cleared before any handler runs; bodies of other requests (POSTs)
-// stay bounded.
-func keepStreamsReading(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && streamPath(r.URL.Path) {
-			_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// streamPath reports whether a path is one of the long-lived connection
-// endpoints (PROTOCOL.md, "Merchant socket", "Other transports").
-func streamPath(p string) bool {
-	return p == "/ws" || p == "/sse" || strings.HasPrefix(p, "/socket.io/")
 }
 
 // readyz is 200 while Redis answers and the replica is not draining.
@@ -141,15 +117,11 @@ func (s *Server) servePprof() (func(), error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	// A CPU profile or trace streams for ?seconds=N: its GET must not be
-	// cut by ReadTimeout (see keepStreamsReading).
+	// ReadTimeout bounds reading a request's headers and body only:
+	// net/http clears the deadline once the body is read, so a profile
+	// that streams for ?seconds=N is not cut (no WriteTimeout, which would).
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodGet {
-				_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
-			}
-			mux.ServeHTTP(w, r)
-		}),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       defaultReadTimeout,
 		IdleTimeout:       idleTimeout,

@@ -49,8 +49,13 @@ const drainBudget = 9 * time.Second
 // not HTTP connections any more and are not affected.
 const idleTimeout = 2 * time.Minute
 
-// defaultReadTimeout bounds reading a whole non-upgraded request, body
-// included (a slow-body client holds a connection and a goroutine).
+// defaultReadTimeout bounds reading a request's headers and body (a
+// slow-body client holds a connection and a goroutine). It does not cut
+// connections that live on: net/http clears the read deadline when a
+// WebSocket hijacks the connection and when it starts its background read
+// after the body (so an SSE stream or a long-poll is not cut), and the
+// gateway sets no WriteTimeout, which would cut them
+// (TestStreamSurvivesReadTimeout, TestReadTimeout).
 const defaultReadTimeout = 30 * time.Second
 
 // joinTimeout bounds the connect sequence before the upgrade (presence,
@@ -175,7 +180,7 @@ func (s *Server) Run(ctx context.Context) error {
 // is removed. It returns nil after a clean drain.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.http = &http.Server{
-		Handler:           keepStreamsReading(s.echo),
+		Handler:           s.echo,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       s.cfg.readTimeout(),
 		IdleTimeout:       idleTimeout,

@@ -84,7 +84,9 @@ func New(cfg Config) *echo.Echo {
 	add(http.MethodPost, "/orders", a.createOrder, a.auth)
 	add(http.MethodGet, "/orders/:orderNo", a.getOrder, a.auth)
 	add(http.MethodPost, "/orders/:orderNo/process", a.processOrder, a.auth)
+	add(http.MethodPost, "/orders/:orderNo/seen", a.seenOrder, a.auth)
 	add(http.MethodPut, "/merchants/:id", a.registerMerchant, a.auth)
+	add(http.MethodPost, "/merchants/:id/ack", a.ack, a.auth)
 	add(http.MethodGet, "/merchants/:id/orders", a.listOrders, a.auth)
 	add(http.MethodGet, "/merchants/:id/summary", a.summary, a.auth)
 	add(http.MethodGet, "/merchants/:id/events", a.events, a.auth)
@@ -149,21 +151,30 @@ const callerKey = "orderapi.caller"
 // The token itself is never logged.
 func (a *api) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		h := c.Request().Header.Get(echo.HeaderAuthorization)
-		scheme, raw, ok := strings.Cut(h, " ")
-		if h == "" {
-			return unauthorized(c, "missing Authorization: Bearer <token>")
+		raw, msg := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
+		if msg != "" {
+			return unauthorized(c, msg)
 		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return unauthorized(c, "Authorization must be Bearer <token>")
-		}
-		claims, err := a.cfg.Verifier.Verify(strings.TrimSpace(raw))
+		claims, err := a.cfg.Verifier.Verify(raw)
 		if err != nil {
 			return unauthorized(c, err.Error())
 		}
 		c.Set(callerKey, order.Caller{Role: claims.Role, Subject: claims.Subject})
 		return next(c)
 	}
+}
+
+// bearerToken reads an Authorization header: the token of "Bearer <token>"
+// (scheme case-insensitive), or a message saying what is wrong.
+func bearerToken(h string) (raw, problem string) {
+	if h == "" {
+		return "", "missing Authorization: Bearer <token>"
+	}
+	scheme, raw, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", "Authorization must be Bearer <token>"
+	}
+	return strings.TrimSpace(raw), ""
 }
 
 func unauthorized(c echo.Context, msg string) error {

@@ -76,6 +76,32 @@ func (a *api) processOrder(c echo.Context) error {
 	return respondThen(c, http.StatusOK, o, after)
 }
 
+// seenOrder answers 200 with the order; the first seen publishes order.seen
+// after the answer.
+func (a *api) seenOrder(c echo.Context) error {
+	o, ev, err := a.cfg.Orders.Seen(c.Request().Context(), caller(c), c.Param("orderNo"))
+	if err != nil {
+		return err
+	}
+	var after func()
+	if ev != nil {
+		after = func() { a.cfg.Orders.Publish(c.Request().Context(), *ev) }
+	}
+	return respondThen(c, http.StatusOK, o, after)
+}
+
+// ack answers 204: receipts are recorded, nothing to return.
+func (a *api) ack(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if err := a.cfg.Orders.Ack(c.Request().Context(), caller(c), c.Param("id"), body); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
 // registerMerchant answers 201 for a new registration, 200 for an existing
 // one, with {"merchantId","registeredAt"}.
 func (a *api) registerMerchant(c echo.Context) error {

@@ -187,6 +187,7 @@ func TestOtherMerchantsOrderIsNotFound(t *testing.T) {
 		for _, ep := range []struct{ method, suffix string }{
 			{http.MethodGet, ""},
 			{http.MethodPost, "/process"},
+			{http.MethodPost, "/seen"},
 		} {
 			for _, who := range []struct {
 				name, tok string
@@ -203,8 +204,9 @@ func TestOtherMerchantsOrderIsNotFound(t *testing.T) {
 				}
 			}
 		}
-		// Nothing changed: the order is still pending.
-		if r := env.Do(t, http.MethodGet, "/orders/"+o.OrderNo, apitest.Token(t, token.RoleMerchant, m), ""); !bytes.Contains(r.Body, []byte(`"status":"pending"`)) {
+		// Nothing changed: the order is still pending and unseen.
+		if r := env.Do(t, http.MethodGet, "/orders/"+o.OrderNo, apitest.Token(t, token.RoleMerchant, m), ""); !bytes.Contains(r.Body, []byte(`"status":"pending"`)) ||
+			!bytes.Contains(r.Body, []byte(`"seenAt":null`)) {
 			t.Fatalf("order after foreign process: %s", r.Body)
 		}
 	})

@@ -26,6 +26,11 @@ type Metrics struct {
 	// (it failed or was recently down).
 	OrdersRateLimited prometheus.Counter
 	RateLimitFailOpen prometheus.Counter
+	// OrderDelivered and OrderSeen are the system's real SLO: order placed
+	// to its first deliveredAt (a client acked it) and to its first seenAt
+	// (a person looked at it, or processed it), in seconds.
+	OrderDelivered prometheus.Histogram
+	OrderSeen      prometheus.Histogram
 	// HTTPDuration is labelled by route template (e.g. /orders/:orderNo),
 	// method and status code.
 	HTTPDuration *prometheus.HistogramVec
@@ -58,6 +63,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		RateLimitFailOpen: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderapi_rate_limit_fail_open_total", Help: "Orders let through without a rate decision because Redis did not answer.",
 		}),
+		OrderDelivered: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orderapi_order_delivered_seconds",
+			Help:    "Order placed to its first deliveredAt (a client of the merchant acked its event).",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 900, 3600},
+		}),
+		OrderSeen: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orderapi_order_seen_seconds",
+			Help:    "Order placed to its first seenAt (a person saw or processed it).",
+			Buckets: []float64{1, 2, 5, 10, 20, 30, 60, 120, 180, 300, 600, 1800, 3600, 4 * 3600},
+		}),
 		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderapi_http_request_duration_seconds",
 			Help:    "HTTP request duration by route template, method and status code.",
@@ -67,7 +82,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	m.PublishErrors.WithLabelValues("fast")
 	m.PublishErrors.WithLabelValues("relay")
 	reg.MustRegister(m.OrdersCreated, m.OrdersProcessed, m.PublishErrors, m.RelayPublished,
-		m.EventsPruned, m.NoticesSent, m.OrdersRateLimited, m.RateLimitFailOpen, m.HTTPDuration)
+		m.EventsPruned, m.NoticesSent, m.OrdersRateLimited, m.RateLimitFailOpen,
+		m.OrderDelivered, m.OrderSeen, m.HTTPDuration)
 	return m
 }
 

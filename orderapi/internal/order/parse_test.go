@@ -2,6 +2,7 @@ package order_test
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -115,6 +116,44 @@ func FuzzParseNotice(f *testing.F) {
 		}
 		if n := len([]rune(r.Msg)); n < 1 || n > order.MaxNoticeChars {
 			t.Fatalf("accepted %d characters", n)
+		}
+	})
+}
+
+func TestParseAck(t *testing.T) {
+	t.Parallel()
+	for body, want := range map[string]uint64{`{"seq":0}`: 0, `{"seq":42}`: 42, ` {"seq": 9007199254740992} `: 1 << 53} {
+		if got, err := order.ParseAck([]byte(body)); err != nil || got != want {
+			t.Errorf("ParseAck(%s) = %d, %v; want %d", body, got, err, want)
+		}
+	}
+	for _, body := range []string{``, `{}`, `{"seq":-1}`, `{"seq":1.0}`, `{"seq":1e3}`, `{"seq":"1"}`, `{"seq":null}`,
+		`{"seq":9007199254740993}`, `{"seq":1,"seq":2}`, `{"seq":1,"x":0}`, `{"seq":1}{}`, `[1]`, `{"seq":01}`} {
+		if _, err := order.ParseAck([]byte(body)); err == nil {
+			t.Errorf("ParseAck(%s) accepted", body)
+		}
+	}
+}
+
+// FuzzParseAck: never panics; rejections are client errors; an accepted
+// seq is the integer the body wrote, within bounds.
+func FuzzParseAck(f *testing.F) {
+	for _, s := range []string{`{"seq":0}`, `{"seq":42}`, `{"seq":-1}`, `{"seq":1.5}`, `{"seq":9007199254740993}`, `{"seq":1,"x":1}`, ``, `{`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		seq, err := order.ParseAck(body)
+		if err != nil {
+			if e, ok := order.AsError(err); !ok || e.Message == "" {
+				t.Fatalf("ParseAck(%q) error %v is not a client error", body, err)
+			}
+			return
+		}
+		var v struct {
+			Seq json.Number `json:"seq"`
+		}
+		if err := json.Unmarshal(body, &v); err != nil || v.Seq.String() != strconv.FormatUint(seq, 10) || seq > 1<<53 {
+			t.Fatalf("ParseAck(%q) = %d", body, seq)
 		}
 	})
 }

@@ -198,6 +198,9 @@ func (s *Service) Process(ctx context.Context, c Caller, orderNo string) (wire.O
 		return o, nil, nil
 	}
 	s.d.Metrics.OrdersProcessed.Inc()
+	if o.SeenAt != nil && o.SeenAt.UnixMilli() == ev.CreatedMS {
+		s.d.Metrics.OrderSeen.Observe(o.SeenAt.Sub(o.CreatedAt).Seconds()) // processing was its first seen
+	}
 	return o, &ev, nil
 }
 
@@ -271,12 +274,15 @@ func intParam(name, raw string, def, min, max int64) (int64, error) {
 	return v, nil
 }
 
-// Summary is the body of GET /merchants/{id}/summary.
+// Summary is the body of GET /merchants/{id}/summary. Undelivered and
+// Unseen count pending orders without deliveredAt / seenAt (version 1.1).
 type Summary struct {
-	MerchantID string `json:"merchantId"`
-	OrderSum   int64  `json:"orderSum"`
-	Seq        uint64 `json:"seq"`
-	Online     int    `json:"online"`
+	MerchantID  string `json:"merchantId"`
+	OrderSum    int64  `json:"orderSum"`
+	Seq         uint64 `json:"seq"`
+	Online      int    `json:"online"`
+	Undelivered int64  `json:"undelivered"`
+	Unseen      int64  `json:"unseen"`
 }
 
 // Summary reads a merchant's counters and open connections.
@@ -290,6 +296,10 @@ func (s *Service) Summary(ctx context.Context, c Caller, merchantID string) (Sum
 	if err != nil {
 		return Summary{}, unavailable("database", err)
 	}
+	rc, err := s.d.Store.Receipts(dctx, merchantID)
+	if err != nil {
+		return Summary{}, unavailable("database", err)
+	}
 	// The counters come from the database; presence is Redis's. Without
 	// Redis the answer still serves the gateway's state fallback, with
 	// online 0 (logged), rather than failing.
@@ -300,7 +310,8 @@ func (s *Service) Summary(ctx context.Context, c Caller, merchantID string) (Sum
 		s.d.Logger.Warn("summary without presence", logging.KeyMerchant, merchantID, logging.Err(err))
 		online = 0
 	}
-	return Summary{MerchantID: merchantID, OrderSum: m.Pending, Seq: m.Seq, Online: online}, nil
+	return Summary{MerchantID: merchantID, OrderSum: m.Pending, Seq: m.Seq, Online: online,
+		Undelivered: rc.Undelivered, Unseen: rc.Unseen}, nil
 }
 
 // Events returns raw frames of the merchant's event log after the given

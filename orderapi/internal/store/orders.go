@@ -47,13 +47,25 @@ type orderRow struct {
 	PriceCents int64  `db:"price_cents"`
 	Status     string `db:"status"`
 	CreatedMS  int64  `db:"created_ms"`
+	// Receipts: NULL until the first ack / seen.
+	DeliveredMS sql.NullInt64 `db:"delivered_ms"`
+	SeenMS      sql.NullInt64 `db:"seen_ms"`
 }
 
 func (r orderRow) order() wire.Order {
 	return wire.Order{
 		OrderNo: r.OrderNo, MerchantID: r.MerchantID, UserID: r.UserID, Date: r.Date,
 		Price: wire.Cents(r.PriceCents), Status: r.Status, CreatedAt: time.UnixMilli(r.CreatedMS).UTC(),
+		DeliveredAt: msTime(r.DeliveredMS), SeenAt: msTime(r.SeenMS),
 	}
+}
+
+func msTime(ms sql.NullInt64) *time.Time {
+	if !ms.Valid {
+		return nil
+	}
+	t := time.UnixMilli(ms.Int64).UTC()
+	return &t
 }
 
 // now is the clock truncated to the millisecond precision the API shows.
@@ -102,6 +114,9 @@ func (s *Store) createInTx(ctx context.Context, tx *sqlx.Tx, in NewOrder, frame 
 	}
 	if err := s.fault(ctx, tx, "merchant"); err != nil {
 		return wire.Order{}, Event{}, err
+	}
+	if _, err := tx.ExecContext(ctx, s.q.setOrderSeq, int64(m.Seq), o.OrderNo); err != nil {
+		return wire.Order{}, Event{}, fmt.Errorf("order seq: %w", err)
 	}
 	ev, err := s.insertEvent(ctx, tx, o, m.Seq, m.Pending, now, frame)
 	if err != nil {
@@ -160,7 +175,7 @@ func (s *Store) ProcessOrder(ctx context.Context, orderNo string, frame FrameFun
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		now := s.now()
 		var row orderRow
-		err := tx.GetContext(ctx, &row, s.q.processOrder, now.UnixMilli(), orderNo)
+		err := tx.GetContext(ctx, &row, s.q.processOrder, now.UnixMilli(), now.UnixMilli(), orderNo)
 		if errors.Is(err, sql.ErrNoRows) {
 			// Already processed, or no such order: nothing to write.
 			if err := tx.GetContext(ctx, &row, s.q.getOrder, orderNo); errors.Is(err, sql.ErrNoRows) {

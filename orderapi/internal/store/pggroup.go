@@ -21,7 +21,7 @@ const pgCommitters = 2
 // pgGroup stores a group on PostgreSQL in one transaction sent as two
 // pipelines: BEGIN and every order's createOrderPG (order row and merchant
 // bump in one statement), then, with the frames built from the seqs that
-// came back, every event row and COMMIT. That is two round trips for the
+// came back, every order's seq, every event row and COMMIT. That is two round trips for the
 // whole group where one transaction per order took five, and the round
 // trips (each a wake-up of PostgreSQL and of this process on a busy
 // machine) were where an order's time went.
@@ -153,11 +153,16 @@ func (s *Store) pipelineGroup(ctx context.Context, pc *pgx.Conn, batch []*create
 			return true, err
 		}
 		res[i].ev = ev
+		b.Queue(s.q.setOrderSeq, int64(ev.Seq), o.OrderNo)
 		b.Queue(s.q.insertEvent, ev.MerchantID, int64(ev.Seq), ev.Frame, ev.OrderSum, ev.CreatedMS)
 	}
 	b.Queue("COMMIT")
 	br := pc.SendBatch(ctx, b)
 	for _, i := range live {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return certain(err), fmt.Errorf("order seq %s/%d: %w", res[i].ev.MerchantID, res[i].ev.Seq, err)
+		}
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return certain(err), fmt.Errorf("insert event %s/%d: %w", res[i].ev.MerchantID, res[i].ev.Seq, err)

@@ -12,9 +12,14 @@ type queries struct {
 	prune, relayLock                                     string
 	createOrderPG                                        string
 	registerMerchant, registeredMerchant                 string
+	setOrderSeq, ackOrders, seenOrder, bumpSeq           string
+	receiptCounts                                        string
 }
 
 const orderCols = `order_no, merchant_id, user_id, date, price_cents, status, created_ms`
+
+// orderSel is what every read of an order returns: its columns and receipts.
+const orderSel = orderCols + `, delivered_ms, seen_ms`
 
 const unpublished = `SELECT merchant_id, seq, frame, order_sum, created_ms FROM events
 	WHERE merchant_id = ? AND NOT published ORDER BY seq LIMIT ?`
@@ -34,21 +39,34 @@ func newQueries(db *sqlx.DB) queries {
 			VALUES (?, ?, ?, ?, ?, FALSE)`),
 		// The status condition makes processing idempotent under
 		// concurrency: of two racing calls exactly one updates the row.
-		processOrder: r(`UPDATE orders SET status = 'processed', processed_ms = ?
-			WHERE order_no = ? AND status = 'pending' RETURNING ` + orderCols),
+		// Processing is a person's action on the order: it also sets seen_ms
+		// when unset.
+		processOrder: r(`UPDATE orders SET status = 'processed', processed_ms = ?, seen_ms = COALESCE(seen_ms, ?)
+			WHERE order_no = ? AND status = 'pending' RETURNING ` + orderSel),
+		setOrderSeq: r(`UPDATE orders SET seq = ? WHERE order_no = ?`),
+		// One statement per ack, on the orders_undelivered index: cheap and
+		// idempotent (a repeated or lower ack matches nothing).
+		ackOrders: r(`UPDATE orders SET delivered_ms = ?
+			WHERE merchant_id = ? AND seq <= ? AND delivered_ms IS NULL RETURNING created_ms`),
+		seenOrder: r(`UPDATE orders SET seen_ms = ? WHERE order_no = ? AND seen_ms IS NULL RETURNING ` + orderSel),
+		bumpSeq:   r(`UPDATE merchants SET seq = seq + 1 WHERE id = ? RETURNING seq, pending`),
+		receiptCounts: r(`SELECT COUNT(*) AS pending,
+			COALESCE(SUM(CASE WHEN delivered_ms IS NULL THEN 1 ELSE 0 END), 0) AS undelivered,
+			COALESCE(SUM(CASE WHEN seen_ms IS NULL THEN 1 ELSE 0 END), 0) AS unseen
+			FROM orders WHERE merchant_id = ? AND status = 'pending'`),
 		unprocessMerchant: r(`UPDATE merchants SET seq = seq + 1, pending = pending - 1
 			WHERE id = ? RETURNING seq, pending`),
-		getOrder: r(`SELECT ` + orderCols + ` FROM orders WHERE order_no = ?`),
+		getOrder: r(`SELECT ` + orderSel + ` FROM orders WHERE order_no = ?`),
 		orderID:  r(`SELECT id FROM orders WHERE order_no = ? AND merchant_id = ?`),
 		merchant: r(`SELECT seq, pending FROM merchants WHERE id = ?`),
 		events:   r(`SELECT frame FROM events WHERE merchant_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
-		listAll: r(`SELECT ` + orderCols + ` FROM orders WHERE merchant_id = ?
+		listAll: r(`SELECT ` + orderSel + ` FROM orders WHERE merchant_id = ?
 			ORDER BY id DESC LIMIT ?`),
-		listAllBefore: r(`SELECT ` + orderCols + ` FROM orders WHERE merchant_id = ? AND id < ?
+		listAllBefore: r(`SELECT ` + orderSel + ` FROM orders WHERE merchant_id = ? AND id < ?
 			ORDER BY id DESC LIMIT ?`),
-		listStatus: r(`SELECT ` + orderCols + ` FROM orders WHERE merchant_id = ? AND status = ?
+		listStatus: r(`SELECT ` + orderSel + ` FROM orders WHERE merchant_id = ? AND status = ?
 			ORDER BY id DESC LIMIT ?`),
-		listStatusBefore: r(`SELECT ` + orderCols + ` FROM orders WHERE merchant_id = ? AND status = ? AND id < ?
+		listStatusBefore: r(`SELECT ` + orderSel + ` FROM orders WHERE merchant_id = ? AND status = ? AND id < ?
 			ORDER BY id DESC LIMIT ?`),
 		unpublishedMerchants: r(`SELECT DISTINCT merchant_id FROM events
 			WHERE NOT published AND created_ms <= ? LIMIT ?`),
