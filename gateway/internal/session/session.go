@@ -187,27 +187,12 @@ func (s *Session) Abort() {
 
 // DeadPeer aborts a session whose peer failed the transport's liveness
 // check (PING_TIMEOUT), and counts it.
-//
-// A session already closing as a slow consumer keeps its goodbye: the
-// transport's check may have started before the overflow, and a peer that
-// could not keep up has not vanished; its 1013 (bounded by the
-// transport's close timeouts) tells it to come back later.
 func (s *Session) DeadPeer() {
-	first := false
-	s.closeOnce.Do(func() {
-		s.aborted.Store(true)
-		s.reason, s.text = GoingAway, ""
-		s.closed.Store(true)
-		first = true
-	})
-	if first {
+	s.aborted.Store(true)
+	if s.Close(GoingAway, "") {
 		s.m.DeadPeerCloses.Inc()
 		s.logf(slog.LevelInfo, "closing dead peer")
-		s.q.Wake()
-	} else if s.reason == TryAgainLater {
-		return
 	}
-	s.aborted.Store(true)
 	s.closeNow()
 }
 
