@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,5 +262,104 @@ func TestClientRenewsExpiredTokenOnRealGateway(t *testing.T) {
 	nos := eval[[]string](t, ctx, `window.log.filter(e => e.name === 'order').map(e => e.orderNo)`)
 	if strings.Join(nos, ",") != o1.OrderNo+","+o2.OrderNo {
 		t.Fatalf("orders %v", nos)
+	}
+}
+
+// blockingProxy stands for a network that breaks WebSockets while plain
+// HTTP passes: it serves the client test page and forwards everything else
+// round robin to the gateways, but closes every upgrade request.
+type blockingProxy struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	next     int // guarded by mu
+	upgrades int // upgrade requests closed; guarded by mu
+}
+
+func newBlockingProxy(t *testing.T, gateways []*launch.Service) *blockingProxy {
+	p := &blockingProxy{}
+	var proxies []*httputil.ReverseProxy
+	for _, g := range gateways {
+		u, err := url.Parse(g.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxies = append(proxies, httputil.NewSingleHostReverseProxy(u))
+	}
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/client-test.html" {
+			serveClientTestPage(w, r)
+			return
+		}
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			p.mu.Lock()
+			p.upgrades++
+			p.mu.Unlock()
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				_ = conn.Close() // no answer at all, as a broken proxy does
+			}
+			return
+		}
+		p.mu.Lock()
+		rp := proxies[p.next%len(proxies)]
+		p.next++
+		p.mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// TestClientFallsBackToSSEOnRealGateways: behind a proxy that breaks
+// WebSockets, /client.js and the dashboard use SSE and still get every
+// order once, also when the replica holding the stream shuts down.
+func TestClientFallsBackToSSEOnRealGateways(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t, 2)
+	proxy := newBlockingProxy(t, sys.Gateways)
+	merchant := redistest.Unique("web-sse")
+	tok := sys.Token("merchant", merchant)
+	b := startBrowser(t)
+	ctx := startClient(t, b, proxy.srv.URL+"/client-test.html", tok, fmt.Sprintf(`{apiURL: %q, rand: 0.1}`, sys.OrderAPI.URL))
+	waitJS(t, ctx, "live over SSE", `window.client.state.state === 'live' && window.client.state.transport === 'sse' && window.counts.fallback === 1`, 20*time.Second)
+	// The dashboard behind the same proxy falls back too.
+	dash := tab(t, b)
+	do(t, dash, chromedp.Navigate(proxy.srv.URL+"/?token="+tok))
+	waitJS(t, dash, "the dashboard live over SSE", `document.getElementById('conn').dataset.state === 'live' && document.getElementById('conn-text').textContent.includes('SSE')`, 20*time.Second)
+
+	var want []string
+	for i := range 5 {
+		want = append(want, placeOn(t, sys, merchant, fmt.Sprint(10+i)).OrderNo)
+	}
+	waitJS(t, ctx, "five orders over SSE", `window.seqs('order').join() === '1,2,3,4,5'`, 10*time.Second)
+	waitJS(t, dash, "five orders on the dashboard", countIs(5)+` && document.querySelectorAll('#orders .order').length === 5`, 10*time.Second)
+
+	// Shut down the replica the client's stream is on: the stream ends, the
+	// client resumes through the proxy on the other one.
+	node := eval[string](t, ctx, `window.client.info.node`)
+	var holder *launch.Service
+	for _, g := range sys.Gateways {
+		if g.Node == node {
+			holder = g
+		}
+	}
+	if holder == nil {
+		t.Fatalf("stream on %q, not one of the gateways", node)
+	}
+	holder.Proc.Signal(syscall.SIGTERM)
+	want = append(want, placeOn(t, sys, merchant, "20").OrderNo)
+	waitJS(t, ctx, "six orders after the replica left", `window.seqs('order').join() === '1,2,3,4,5,6' && window.client.state.state === 'live' && window.client.info.node !== '`+node+`'`, 20*time.Second)
+	nos := eval[[]string](t, ctx, `window.log.filter(e => e.name === 'order').map(e => e.orderNo)`)
+	if strings.Join(nos, ",") != strings.Join(want, ",") {
+		t.Fatalf("orders %v, want %v", nos, want)
+	}
+	if d := eval[int](t, ctx, `window.counts.duplicate || 0`); d != 0 {
+		t.Logf("%d duplicates dropped", d)
+	}
+	proxy.mu.Lock()
+	upgrades := proxy.upgrades
+	proxy.mu.Unlock()
+	if upgrades < 2 {
+		t.Fatalf("the proxy closed %d upgrades: the client did not try WebSocket first", upgrades)
 	}
 }

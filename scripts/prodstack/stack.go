@@ -223,6 +223,9 @@ func (s *Stack) makeKeys() error {
 // which compose address ("gateway1:8080") it stands for.
 func (s *Stack) assignPorts() error {
 	for name, svc := range s.Compose.Services {
+		if len(svc.Profiles) > 0 {
+			continue // optional (observability): this stack does not run it
+		}
 		inner, err := containerPort(name, svc)
 		if err != nil {
 			return err
