@@ -3,12 +3,15 @@ package ws
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -30,6 +33,12 @@ const (
 	writeBufSize = 256
 	// maxPooled bounds the buffers kept for reuse.
 	maxPooled = 64 << 10
+	// maxStalls bounds one network write to this many write timeouts
+	// (see output).
+	maxStalls = 10
+	// maxIdle is how many timeouts after a stall a peer may take no byte
+	// at all (a loaded machine may not schedule a live reader for a while).
+	maxIdle = 2
 )
 
 // bufPool holds byte buffers only while a write is in flight (gathering,
@@ -92,7 +101,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	} else {
 		br = bufio.NewReaderSize(conn, readBufSize)
 	}
-	h.c.out = &output{conn: conn, timeout: h.c.cfg.WriteTimeout}
+	h.c.out = &output{conn: conn, timeout: h.c.cfg.WriteTimeout, stalled: h.c.sess.Overflow}
 	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(h.c.out, writeBufSize)), nil
 }
 
@@ -107,9 +116,23 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // when less than half of timeout is left, so it lies between timeout/2 and
 // timeout ahead of every write, and a steady stream of writes does not pay
 // two deadline updates (runtime timer changes) per write.
+//
+// A write that hits the deadline is backed up: the peer is a slow consumer
+// (stalled, the session's Overflow, ends it with 1013), not a dead peer,
+// and the write goes on with a new deadline instead of being cut (a cut
+// write breaks the frame on the wire, and no close frame could follow it).
+// It goes on while the peer takes bytes: a peer that takes none in
+// maxIdle further timeouts is gone, and so is one still not done after
+// maxStalls timeouts (a byte now and then must not hold the write side
+// forever); the write fails then and the connection is dropped.
 type output struct {
 	conn    net.Conn
 	timeout time.Duration
+	stalled func() // a write hit the deadline; called with mu held
+
+	// busy is set while a network write is in flight (or a gather is
+	// open): the keepalive does not ping then (see Conn.keepalive).
+	busy atomic.Int32
 
 	mu        sync.Mutex
 	gathering bool      // guarded by mu
@@ -127,19 +150,42 @@ func (o *output) Write(p []byte) (int, error) {
 	return o.writeLocked(p)
 }
 
-// writeLocked writes p to the network; mu is held.
+// writeLocked writes p to the network; mu is held. It fails when the
+// peer takes nothing in maxIdle timeouts after a stall, or has not taken p after
+// maxStalls timeouts (see output).
 func (o *output) writeLocked(p []byte) (int, error) {
-	if now := time.Now(); o.deadline.Sub(now) < o.timeout/2 {
-		o.deadline = now.Add(o.timeout)
-		if err := o.conn.SetWriteDeadline(o.deadline); err != nil {
-			return 0, err
+	o.busy.Add(1)
+	defer o.busy.Add(-1)
+	written, idle := 0, 0
+	for round := 1; ; round++ {
+		if now := time.Now(); o.deadline.Sub(now) < o.timeout/2 {
+			o.deadline = now.Add(o.timeout)
+			if err := o.conn.SetWriteDeadline(o.deadline); err != nil {
+				return written, err
+			}
 		}
+		n, err := o.conn.Write(p[written:])
+		written += n
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return written, err
+		}
+		if round > 1 && n == 0 {
+			idle++
+		}
+		if idle == maxIdle || round == maxStalls {
+			return written, err // gone, or too slow to wait for
+		}
+		if o.stalled != nil {
+			o.stalled()
+		}
+		// Force a fresh deadline for the rest.
+		o.deadline = time.Time{}
 	}
-	return o.conn.Write(p)
 }
 
 // begin opens a gather; only the drainer calls it.
 func (o *output) begin() {
+	o.busy.Add(1)
 	o.mu.Lock()
 	o.gathering = true
 	o.buf = getBuf()
@@ -148,6 +194,7 @@ func (o *output) begin() {
 
 // end closes the gather and writes it, within the write deadline.
 func (o *output) end() error {
+	defer o.busy.Add(-1)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	buf := o.buf

@@ -47,7 +47,7 @@ type Config struct {
 	Batch        bool          // ?batch=1: join queued frames with '\n' in one message
 	PingInterval time.Duration // PING_INTERVAL: keepalive ping period
 	PingTimeout  time.Duration // PING_TIMEOUT: a ping unanswered this long ends the connection; negative: never
-	WriteTimeout time.Duration // one write (or batch) taking longer ends it
+	WriteTimeout time.Duration // a write backed up this long makes the peer a slow consumer (1013); no byte taken for 2 more: dropped
 }
 
 // Conn is one WebSocket under a session.
@@ -162,8 +162,22 @@ func (c *Conn) stopPing() {
 // Ping returns an error then but does not close the connection (Conn.Ping),
 // so the session is aborted here, which ends the reader and takes the
 // connection out of presence at once.
+//
+// A peer whose writes are backed up (a network write in flight) is not
+// pinged and not judged by a ping: it is a slow consumer, not a dead peer.
+// Its ping would queue behind the backed-up bytes, and coder/websocket
+// drops the connection when a control frame is not written within 5 s,
+// which would cut a data frame and lose the slow consumer's 1013; and a
+// pong cannot come back before the peer has read everything in front of
+// the ping. Such a peer is judged by its writes instead: the queue
+// overflows (1013) or, if it takes no byte for WriteTimeout, the write
+// fails and the connection is dropped (output.writeLocked).
 func (c *Conn) keepalive() {
 	if r, _ := c.sess.Closing(); r != session.None {
+		return
+	}
+	if c.backedUp() {
+		c.rearm()
 		return
 	}
 	wait := c.cfg.PingTimeout
@@ -173,18 +187,28 @@ func (c *Conn) keepalive() {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	err := c.conn.Ping(ctx)
 	cancel()
-	if err != nil && c.cfg.PingTimeout > 0 {
+	if err != nil && c.cfg.PingTimeout > 0 && !c.backedUp() {
 		if r, _ := c.sess.Closing(); r == session.None {
 			c.sess.DeadPeer()
 		}
 		return
 	}
+	c.rearm()
+}
+
+// rearm schedules the next keepalive unless Run has ended.
+func (c *Conn) rearm() {
 	c.timerMu.Lock()
 	if !c.stopped {
 		c.ping.Reset(c.cfg.PingInterval)
 	}
 	c.timerMu.Unlock()
 }
+
+// backedUp reports whether a network write to the peer is in flight (see
+// keepalive). Without an output (the library writes itself) it cannot tell
+// and reports false.
+func (c *Conn) backedUp() bool { return c.out != nil && c.out.busy.Load() > 0 }
 
 // WriteFrames writes a batch: in batch mode as one message of
 // '\n'-separated frames, else one message per frame. It stops early once

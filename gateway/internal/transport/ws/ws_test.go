@@ -218,3 +218,39 @@ func TestDeadPeer(t *testing.T) {
 		t.Fatalf("dead peer closes %v", n)
 	}
 }
+
+// TestBackedUpWriteIsSlowConsumer: a peer that reads nothing while frames
+// back up (the queue is far from full) is a slow consumer once a write has
+// waited WriteTimeout: when it reads again it gets every whole frame in
+// flight and then 1013, never a frame cut in the middle or a dropped
+// connection.
+func TestBackedUpWriteIsSlowConsumer(t *testing.T) {
+	s, m := newSession(session.Identity{}, session.Config{QueueSize: 4000})
+	c := serve(t, s, m, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 200 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
+	c.SetReadLimit(-1)
+	frame := []byte(`"` + strings.Repeat("x", 16<<10) + `"`)
+	for range 1000 { // 16 MiB: more than the kernel buffers hold
+		if !s.TrySend(sendq.Entry{Data: frame}) {
+			break
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(m.SlowConsumerCloses) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a backed-up socket was not closed as a slow consumer")
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval, bounded by the deadline
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	for err == nil {
+		_, _, err = c.Read(ctx)
+	}
+	if websocket.CloseStatus(err) != websocket.StatusTryAgainLater {
+		t.Fatalf("ended with %v, want close 1013", err)
+	}
+	if n := testutil.ToFloat64(m.DeadPeerCloses); n != 0 {
+		t.Fatalf("dead peer closes %v, want 0", n)
+	}
+}
