@@ -336,7 +336,10 @@ func checkProcessed(t *testing.T, body []byte, orderNo string) {
 func checkSummary(t *testing.T, sys *launch.System, m *merchant, sum int64, seq uint64) {
 	t.Helper()
 	tok := sys.Token(token.RoleMerchant, m.id)
-	want := fmt.Sprintf(`{"merchantId":%q,"orderSum":%d,"seq":%d,"online":%d}`, m.id, sum, seq, len(m.sockets))
+	// No client here acks or marks seen, so every pending order is
+	// undelivered and unseen.
+	want := fmt.Sprintf(`{"merchantId":%q,"orderSum":%d,"seq":%d,"online":%d,"undelivered":%d,"unseen":%d}`,
+		m.id, sum, seq, len(m.sockets), sum, sum)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		code, body := call(t, http.MethodGet, fmt.Sprintf("%s/merchants/%s/summary", sys.OrderAPI.URL, m.id), tok, "")

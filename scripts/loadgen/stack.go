@@ -198,7 +198,10 @@ func (s *Stack) StartOrderAPI(ctx context.Context, db string) error {
 	addr := "127.0.0.1:" + strconv.Itoa(s.apiPort)
 	p, err := launch.Start(context.WithoutCancel(ctx), launch.Spec{Name: "orderapi", Path: s.cfg.Binaries.OrderAPI,
 		Env: []string{"ORDERAPI_ADDR=" + addr, "DATABASE_URL=" + dsn, "REDIS_URL=" + s.RedisURL,
-			"JWT_SECRET=" + s.cfg.Secret, "LOG_LEVEL=" + s.cfg.LogLevel},
+			"JWT_SECRET=" + s.cfg.Secret, "LOG_LEVEL=" + s.cfg.LogLevel,
+			// Capacity runs place orders from few members as fast as the
+			// order API takes them: the per-member limit would measure itself.
+			"ORDER_RATE=0"},
 		LogFile: filepath.Join(s.cfg.Dir, fmt.Sprintf("orderapi-%d.log", s.gen))})
 	if err != nil {
 		return err
