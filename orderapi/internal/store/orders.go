@@ -174,13 +174,27 @@ func buildEvent(o wire.Order, seq uint64, orderSum int64, now time.Time, frame F
 // merchant's pending, bumps seq and writes the "order.processed" event built
 // by frame, returned with ok true; a later call changes nothing and returns
 // the order with ok false. ErrNotFound when there is no such order.
-func (s *Store) ProcessOrder(ctx context.Context, orderNo string, frame FrameFunc) (o wire.Order, ev Event, ok bool, err error) {
+func (s *Store) ProcessOrder(ctx context.Context, orderNo string, frame FrameFunc) (wire.Order, Event, bool, error) {
+	o, ev, ok, err := s.transition(ctx, orderNo, s.q.processOrder, s.q.unprocessMerchant,
+		func(ms int64) []any { return []any{ms, ms, orderNo} }, frame)
+	if err != nil {
+		return wire.Order{}, Event{}, false, fmt.Errorf("process order %s: %w", orderNo, err)
+	}
+	return o, ev, ok, nil
+}
+
+// transition is an order's one-time change: update (with args(now in ms))
+// returns the row only the first time; then the merchant's counters move
+// with merchantQ and the event built by frame is written, in one
+// transaction, with ok true. A later call returns the order with ok false.
+// ErrNotFound when there is no such order.
+func (s *Store) transition(ctx context.Context, orderNo, update, merchantQ string, args func(int64) []any, frame FrameFunc) (o wire.Order, ev Event, ok bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		now := s.now()
 		var row orderRow
-		err := tx.GetContext(ctx, &row, s.q.processOrder, now.UnixMilli(), now.UnixMilli(), orderNo)
+		err := tx.GetContext(ctx, &row, update, args(now.UnixMilli())...)
 		if errors.Is(err, sql.ErrNoRows) {
-			// Already processed, or no such order: nothing to write.
+			// Already done, or no such order: nothing to write.
 			if err := tx.GetContext(ctx, &row, s.q.getOrder, orderNo); errors.Is(err, sql.ErrNoRows) {
 				return ErrNotFound
 			} else if err != nil {
@@ -197,17 +211,14 @@ func (s *Store) ProcessOrder(ctx context.Context, orderNo string, frame FrameFun
 			Seq     uint64 `db:"seq"`
 			Pending int64  `db:"pending"`
 		}
-		if err := tx.GetContext(ctx, &m, s.q.unprocessMerchant, o.MerchantID); err != nil {
+		if err := tx.GetContext(ctx, &m, merchantQ, o.MerchantID); err != nil {
 			return fmt.Errorf("update merchant %s: %w", o.MerchantID, err)
 		}
 		ev, err = s.insertEvent(ctx, tx, o, m.Seq, m.Pending, now, frame)
 		ok = err == nil
 		return err
 	})
-	if err != nil {
-		return wire.Order{}, Event{}, false, fmt.Errorf("process order %s: %w", orderNo, err)
-	}
-	return o, ev, ok, nil
+	return o, ev, ok, err
 }
 
 // GetOrder returns one order or ErrNotFound.

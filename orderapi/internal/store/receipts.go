@@ -2,12 +2,9 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jmoiron/sqlx"
 
 	"orderpush/pkg/wire"
 )
@@ -49,35 +46,9 @@ func (s *Store) Ack(ctx context.Context, merchantID string, seq uint64) (deliver
 // merchant's seq and writes the "order.seen" event built by frame, in one
 // transaction, returned with ok true. A later call changes nothing and
 // returns the order with ok false. ErrNotFound when there is no such order.
-func (s *Store) Seen(ctx context.Context, orderNo string, frame FrameFunc) (o wire.Order, ev Event, ok bool, err error) {
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
-		now := s.now()
-		var row orderRow
-		err := tx.GetContext(ctx, &row, s.q.seenOrder, now.UnixMilli(), orderNo)
-		if errors.Is(err, sql.ErrNoRows) {
-			if err := tx.GetContext(ctx, &row, s.q.getOrder, orderNo); errors.Is(err, sql.ErrNoRows) {
-				return ErrNotFound
-			} else if err != nil {
-				return fmt.Errorf("get order: %w", err)
-			}
-			o = row.order()
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("update order: %w", err)
-		}
-		o = row.order()
-		var m struct {
-			Seq     uint64 `db:"seq"`
-			Pending int64  `db:"pending"`
-		}
-		if err := tx.GetContext(ctx, &m, s.q.bumpSeq, o.MerchantID); err != nil {
-			return fmt.Errorf("update merchant %s: %w", o.MerchantID, err)
-		}
-		ev, err = s.insertEvent(ctx, tx, o, m.Seq, m.Pending, now, frame)
-		ok = err == nil
-		return err
-	})
+func (s *Store) Seen(ctx context.Context, orderNo string, frame FrameFunc) (wire.Order, Event, bool, error) {
+	o, ev, ok, err := s.transition(ctx, orderNo, s.q.seenOrder, s.q.bumpSeq,
+		func(ms int64) []any { return []any{ms, orderNo} }, frame)
 	if err != nil {
 		return wire.Order{}, Event{}, false, fmt.Errorf("seen order %s: %w", orderNo, err)
 	}
