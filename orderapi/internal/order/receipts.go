@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"orderpush/orderapi/internal/store"
-	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
 
@@ -75,18 +74,8 @@ func seenFrame(o wire.Order, seq uint64, sum int64, ts time.Time) ([]byte, error
 // returns the order.seen event to publish; later calls return the order
 // and no event.
 func (s *Service) Seen(ctx context.Context, c Caller, orderNo string) (wire.Order, *store.Event, error) {
-	if c.Role != token.RoleMerchant && c.Role != token.RoleService {
-		return wire.Order{}, nil, forbidden("only the order's merchant or a service may mark it seen")
-	}
-	if !wire.ValidOrderNo(orderNo) {
-		return wire.Order{}, nil, invalidField("orderNo", "malformed order number")
-	}
-	o, err := s.order(ctx, orderNo)
-	if err != nil {
+	if _, err := s.ownedOrder(ctx, c, orderNo, "mark it seen"); err != nil {
 		return wire.Order{}, nil, err
-	}
-	if c.Role == token.RoleMerchant && c.Subject != o.MerchantID {
-		return wire.Order{}, nil, noOrder(orderNo)
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()

@@ -181,18 +181,8 @@ func (s *Service) order(ctx context.Context, orderNo string) (wire.Order, error)
 // Process marks an order processed for its merchant or a service. The
 // returned event is non-nil only for the call that changed the order.
 func (s *Service) Process(ctx context.Context, c Caller, orderNo string) (wire.Order, *store.Event, error) {
-	if c.Role != token.RoleMerchant && c.Role != token.RoleService {
-		return wire.Order{}, nil, forbidden("only the order's merchant or a service may process it")
-	}
-	if !wire.ValidOrderNo(orderNo) {
-		return wire.Order{}, nil, invalidField("orderNo", "malformed order number")
-	}
-	o, err := s.order(ctx, orderNo)
-	if err != nil {
+	if _, err := s.ownedOrder(ctx, c, orderNo, "process it"); err != nil {
 		return wire.Order{}, nil, err
-	}
-	if c.Role == token.RoleMerchant && c.Subject != o.MerchantID {
-		return wire.Order{}, nil, noOrder(orderNo)
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -344,4 +334,24 @@ func (s *Service) Events(ctx context.Context, c Caller, merchantID, after, limit
 		return nil, unavailable("database", err)
 	}
 	return frames, nil
+}
+
+// ownedOrder checks that c may change orderNo (its merchant, or a service)
+// and returns the order. Another merchant's order is not found, exactly like
+// a missing one, so order numbers cannot be probed.
+func (s *Service) ownedOrder(ctx context.Context, c Caller, orderNo, verb string) (wire.Order, error) {
+	if c.Role != token.RoleMerchant && c.Role != token.RoleService {
+		return wire.Order{}, forbidden("only the order's merchant or a service may %s", verb)
+	}
+	if !wire.ValidOrderNo(orderNo) {
+		return wire.Order{}, invalidField("orderNo", "malformed order number")
+	}
+	o, err := s.order(ctx, orderNo)
+	if err != nil {
+		return wire.Order{}, err
+	}
+	if c.Role == token.RoleMerchant && c.Subject != o.MerchantID {
+		return wire.Order{}, noOrder(orderNo)
+	}
+	return o, nil
 }
