@@ -23,7 +23,7 @@ func (s *Server) routes() *echo.Echo {
 	e.HTTPErrorHandler = s.httpError
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true}))
 	e.GET("/ws", s.handleWS)
-	e.GET("/sse", s.handleSSE)
+	e.Match([]string{http.MethodGet, http.MethodOptions}, "/sse", s.handleSSE)
 	e.Match([]string{http.MethodGet, http.MethodPost, http.MethodOptions}, "/socket.io/", echo.WrapHandler(s.sio))
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})

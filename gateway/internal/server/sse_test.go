@@ -276,3 +276,64 @@ func TestSSERefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestSSECORS: a page on an origin ALLOWED_ORIGINS accepts may read the
+// stream from another origin (Access-Control-Allow-Origin echoes it, Vary:
+// Origin), its preflight for Authorization and Last-Event-ID is answered,
+// and an origin outside the list gets neither the stream nor the headers.
+func TestSSECORS(t *testing.T) {
+	t.Parallel()
+	url := redistest.SharedURL(t)
+	g := startGW(t, url, func(c *Config) { c.AllowedOrigins = []string{"https://*.shop.example"} })
+	tok := merchantToken(t, redistest.Unique("m"))
+	const good, bad = "https://a.shop.example", "https://evil.example"
+
+	c, resp := sseDial(t, g.URL, tok, http.Header{"Origin": {good}})
+	if c == nil {
+		t.Fatalf("allowed origin: status %d", resp.StatusCode)
+	}
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != good {
+		t.Fatalf("Access-Control-Allow-Origin %q, want %q", got, good)
+	}
+	if resp.Header.Get("Vary") != "Origin" || resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("Vary %q, Allow-Credentials %q", resp.Header.Get("Vary"), resp.Header.Get("Access-Control-Allow-Credentials"))
+	}
+	c.wait(t, "hello", func(evs []sseEvent) bool { return len(evs) > 0 && evs[0].Event == wire.EventHello })
+
+	// A refusal on an allowed origin is readable by the page.
+	_, resp = sseDial(t, g.URL, "x.y.z", http.Header{"Origin": {good}})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Access-Control-Allow-Origin") != good {
+		t.Fatalf("refusal: %d, Access-Control-Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+
+	_, resp = sseDial(t, g.URL, tok, http.Header{"Origin": {bad}})
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), wire.CodeOriginNotAllowed) || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("origin outside the list: %d %s, Access-Control-Allow-Origin %q", resp.StatusCode, body, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+
+	for _, tc := range []struct {
+		origin string
+		status int
+	}{{good, http.StatusNoContent}, {bad, http.StatusForbidden}} {
+		req, _ := http.NewRequest(http.MethodOptions, g.URL+"/sse", nil)
+		req.Header.Set("Origin", tc.origin)
+		req.Header.Set("Access-Control-Request-Method", "GET")
+		req.Header.Set("Access-Control-Request-Headers", "authorization,last-event-id")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("preflight from %s: %d, want %d", tc.origin, resp.StatusCode, tc.status)
+		}
+		allow := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
+		if tc.status == http.StatusNoContent && (resp.Header.Get("Access-Control-Allow-Origin") != good ||
+			!strings.Contains(allow, "authorization") || !strings.Contains(allow, "last-event-id") || resp.Header.Get("Access-Control-Allow-Methods") != "GET") {
+			t.Fatalf("preflight answer %v", resp.Header)
+		}
+	}
+}
