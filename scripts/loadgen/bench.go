@@ -47,7 +47,7 @@ type BenchConfig struct {
 	BigSourceIPs int
 	WorkerCmd    []string
 	SourceIPs    int
-	ProfileDir   string    // gateway CPU and heap profiles, "" for none
+	ProfileDir   string    // gateway and order API CPU and heap profiles, "" for none
 	Out          io.Writer // tables
 	JSON         io.Writer // JSON lines, nil for none
 	Progress     io.Writer
@@ -93,7 +93,7 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		}
 		e.ServicePIDs = st.ServicePIDs()
 		if cfg.ProfileDir != "" {
-			e.Profile = &Profiler{Dir: cfg.ProfileDir, URLs: st.PprofURLs}
+			e.Profile = &Profiler{Dir: cfg.ProfileDir, URLs: st.PprofURLs, OrderAPI: st.OrderAPIPprofURL}
 		}
 		return e, nil
 	}

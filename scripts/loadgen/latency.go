@@ -308,6 +308,7 @@ func runFlow(ctx context.Context, e *Env, fl *Fleet, flow *orderFlow, rate float
 	cancel()
 	prog.Stop()
 	wait()
+	e.Profile.Heap(ctx, profName)
 	if flow.total() == 0 {
 		return pr, fmt.Errorf("nothing was published: %v", flow.errs)
 	}

@@ -62,6 +62,8 @@ func Orders(ctx context.Context, e *Env, cfg OrdersConfig, run int) (*Report, er
 	})
 	start := time.Now()
 	cpu := e.startCPU()
+	profName := fmt.Sprintf("orders-%s-run%d", cfg.Variant, run)
+	waitProfile := e.Profile.CPU(ctx, profName, min(cfg.Duration, 10*time.Second))
 	var wg sync.WaitGroup
 	for c := range cfg.Clients {
 		wg.Add(1)
@@ -97,6 +99,8 @@ func Orders(ctx context.Context, e *Env, cfg OrdersConfig, run int) (*Report, er
 	elapsed := time.Since(start)
 	prog.Stop()
 	cpu.addCPU(r, "")
+	waitProfile()
+	e.Profile.Heap(ctx, profName)
 	m := r.Add("orders_per_s", float64(ok.Load())/elapsed.Seconds(), "/s")
 	if cfg.Target > 0 {
 		m.Target = &Target{Op: ">=", Value: cfg.Target}

@@ -13,40 +13,49 @@ import (
 	"time"
 )
 
-// Profiler fetches pprof profiles from the gateways (their PPROF_ADDR
-// endpoints) during measured phases and saves them under Dir.
+// Profiler fetches pprof profiles from the gateways and the order API
+// (their PPROF_ADDR endpoints) during measured phases and saves them under
+// Dir: <phase>.cpu.gw0.pprof, <phase>.cpu.orderapi.pprof, ...
 type Profiler struct {
-	Dir  string
-	URLs []string // base http URLs of each gateway's pprof server, aligned with Env.Gateways; "" skips one
+	Dir      string
+	URLs     []string // base http URLs of each gateway's pprof server, aligned with Env.Gateways; "" skips one
+	OrderAPI string   // base http URL of the order API's pprof server, "" for none
 }
 
-// CPU starts fetching a CPU profile of every gateway for d and returns a
-// function that waits for them and returns the files written. A nil
-// Profiler, or one without URLs, does nothing.
+// CPU starts fetching a CPU profile of every gateway and of the order API
+// for d and returns a function that waits for them and returns the files
+// written. A nil Profiler, or one without URLs, does nothing.
 func (p *Profiler) CPU(ctx context.Context, name string, d time.Duration) (wait func() []string) {
 	return p.fetch(ctx, name+".cpu", "/debug/pprof/profile?seconds="+strconv.Itoa(max(1, int(d.Seconds()))), d+30*time.Second)
 }
 
-// Heap fetches a heap profile (after a GC) of every gateway now.
+// Heap fetches a heap profile (after a GC) of every gateway and of the
+// order API now.
 func (p *Profiler) Heap(ctx context.Context, name string) []string {
 	return p.fetch(ctx, name+".heap", "/debug/pprof/heap?gc=1", 30*time.Second)()
 }
 
 func (p *Profiler) fetch(ctx context.Context, name, path string, timeout time.Duration) func() []string {
-	if p == nil || p.Dir == "" || len(p.URLs) == 0 {
+	if p == nil || p.Dir == "" {
 		return func() []string { return nil }
+	}
+	targets := map[string]string{}
+	for i, base := range p.URLs {
+		if base != "" {
+			targets[fmt.Sprintf("gw%d", i)] = base
+		}
+	}
+	if p.OrderAPI != "" {
+		targets["orderapi"] = p.OrderAPI
 	}
 	var mu sync.Mutex
 	var files []string
 	var wg sync.WaitGroup
-	for i, base := range p.URLs {
-		if base == "" {
-			continue
-		}
+	for who, base := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out := filepath.Join(p.Dir, fmt.Sprintf("%s.gw%d.pprof", name, i))
+			out := filepath.Join(p.Dir, fmt.Sprintf("%s.%s.pprof", name, who))
 			if err := download(ctx, strings.TrimSuffix(base, "/")+path, out, timeout); err != nil {
 				fmt.Fprintf(os.Stderr, "profile %s: %v\n", out, err)
 				return

@@ -51,16 +51,20 @@ type Stack struct {
 
 	RedisURL    string
 	OrderAPIURL string
-	Database    string
-	GatewayURLs []string // ws://.../ws
-	PprofURLs   []string
-	PIDs        []int // gateway pids
+	// OrderAPIPprofURL is the order API's PPROF_ADDR as an http URL; it
+	// stays the same across StartOrderAPI.
+	OrderAPIPprofURL string
+	Database         string
+	GatewayURLs      []string // ws://.../ws
+	PprofURLs        []string
+	PIDs             []int // gateway pids
 
 	redis    *launch.Proc
 	orderapi *launch.Proc
 	gws      []*launch.Proc
 	pgDBs    []string
 	apiPort  int // kept across restarts: the gateways' ORDERAPI_URL points at it
+	apiPprof int // kept across restarts: the profiler is built once per run
 	gen      int // restart counter, for unique log names
 }
 
@@ -195,10 +199,19 @@ func (s *Stack) StartOrderAPI(ctx context.Context, db string) error {
 		}
 		s.apiPort = port
 	}
+	if s.apiPprof == 0 {
+		port, err := launch.FreePort()
+		if err != nil {
+			return err
+		}
+		s.apiPprof = port
+		s.OrderAPIPprofURL = "http://127.0.0.1:" + strconv.Itoa(port)
+	}
 	addr := "127.0.0.1:" + strconv.Itoa(s.apiPort)
 	p, err := launch.Start(context.WithoutCancel(ctx), launch.Spec{Name: "orderapi", Path: s.cfg.Binaries.OrderAPI,
 		Env: []string{"ORDERAPI_ADDR=" + addr, "DATABASE_URL=" + dsn, "REDIS_URL=" + s.RedisURL,
 			"JWT_SECRET=" + s.cfg.Secret, "LOG_LEVEL=" + s.cfg.LogLevel,
+			"PPROF_ADDR=127.0.0.1:" + strconv.Itoa(s.apiPprof),
 			// Capacity runs place orders from few members as fast as the
 			// order API takes them: the per-member limit would measure itself.
 			"ORDER_RATE=0"},

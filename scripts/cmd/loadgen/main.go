@@ -41,9 +41,9 @@ const usage = `usage: loadgen <idle|latency|fanout|orders|churn|bench> [flags]  
 
 // flags holds every flag; each scenario reads the ones it needs.
 type flags struct {
-	gateways, orderapi, redisURL, secret, pids, pprof, jsonPath, only, dbs, profileDir, outDir, binDir string
-	srcIPs, runs, parallel, big, bigSrcIPs                                                             int
-	stack, quiet, quick                                                                                bool
+	gateways, orderapi, redisURL, secret, pids, pprof, pprofAPI, jsonPath, only, dbs, profileDir, outDir, binDir string
+	srcIPs, runs, parallel, big, bigSrcIPs                                                                       int
+	stack, quiet, quick                                                                                          bool
 
 	idle     loadgen.IdleConfig
 	latency  loadgen.LatencyConfig
@@ -112,7 +112,8 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 	fs.StringVar(&f.secret, "secret", "", "JWT_SECRET of the stack (default $JWT_SECRET)")
 	fs.StringVar(&f.pids, "pids", "", "comma-separated local pids of the gateways, in -gateways order (RSS per socket)")
 	fs.StringVar(&f.pprof, "pprof", "", "comma-separated pprof base URLs of the gateways (PPROF_ADDR), in -gateways order")
-	fs.StringVar(&f.profileDir, "profile-dir", "", "save gateway CPU/heap profiles of measured phases here (needs -pprof or -stack)")
+	fs.StringVar(&f.pprofAPI, "pprof-orderapi", "", "pprof base URL of the order API (its PPROF_ADDR)")
+	fs.StringVar(&f.profileDir, "profile-dir", "", "save gateway and order API CPU/heap profiles of measured phases here (needs -pprof, -pprof-orderapi or -stack)")
 	fs.StringVar(&f.jsonPath, "json", "", "append results as JSON lines to this file")
 	fs.IntVar(&f.srcIPs, "srcips", 1, "spread sockets over this many source addresses 127.0.0.1..N (about 28k sockets each)")
 	runs := 1

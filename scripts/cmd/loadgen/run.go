@@ -185,10 +185,10 @@ func (f *flags) startStack(ctx context.Context) (*loadgen.Stack, error) {
 // env builds the Env from the stack or from the flags.
 func (f *flags) env(st *loadgen.Stack, progress io.Writer) (*loadgen.Env, error) {
 	cfg := loadgen.EnvConfig{SourceIPs: f.srcIPs, Progress: progress}
-	pprof := splitList(f.pprof)
+	pprof, pprofAPI := splitList(f.pprof), f.pprofAPI
 	if st != nil {
 		cfg.Gateways, cfg.OrderAPI, cfg.RedisURL, cfg.Secret, cfg.GatewayPIDs = st.GatewayURLs, st.OrderAPIURL, st.RedisURL, st.Secret(), st.PIDs
-		pprof = st.PprofURLs
+		pprof, pprofAPI = st.PprofURLs, st.OrderAPIPprofURL
 	} else {
 		cfg.Gateways, cfg.OrderAPI, cfg.RedisURL, cfg.Secret = splitList(f.gateways), f.orderapi, f.redisURL, []byte(f.secret)
 		for _, p := range splitList(f.pids) {
@@ -206,8 +206,8 @@ func (f *flags) env(st *loadgen.Stack, progress io.Writer) (*loadgen.Env, error)
 	if st != nil {
 		e.ServicePIDs = st.ServicePIDs()
 	}
-	if f.profileDir != "" && len(pprof) > 0 {
-		e.Profile = &loadgen.Profiler{Dir: f.profileDir, URLs: pprof}
+	if f.profileDir != "" && (len(pprof) > 0 || pprofAPI != "") {
+		e.Profile = &loadgen.Profiler{Dir: f.profileDir, URLs: pprof, OrderAPI: pprofAPI}
 	}
 	return e, nil
 }
