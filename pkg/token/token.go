@@ -5,6 +5,7 @@
 package token
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -48,12 +49,18 @@ type Config struct {
 	PublicKeyFile string // JWT_PUBLIC_KEY_FILE: RS256 (RSA) or EdDSA (Ed25519), PEM
 	Issuer        string // JWT_ISSUER: checked when set
 	Audience      string // JWT_AUDIENCE: checked when set
+	// CacheSize bounds the verified tokens remembered until their exp:
+	// 0 means DefaultCacheSize, negative turns the cache off.
+	CacheSize int
+	// Now is the clock of the cache's expiry check (tests); nil is time.Now.
+	Now func() time.Time
 }
 
 // Verifier checks tokens against one Config.
 type Verifier struct {
 	parser *jwt.Parser
 	key    any
+	cache  *cache // nil when off
 }
 
 // NewVerifier validates cfg and returns a Verifier.
@@ -96,7 +103,17 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
-	return &Verifier{parser: jwt.NewParser(opts...), key: key}, nil
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	// The parser's time checks and the cache's use one clock.
+	opts = append(opts, jwt.WithTimeFunc(now))
+	v := &Verifier{parser: jwt.NewParser(opts...), key: key}
+	if cfg.CacheSize >= 0 {
+		v.cache = newCache(cmp.Or(cfg.CacheSize, DefaultCacheSize), now)
+	}
+	return v, nil
 }
 
 func readPublicKey(path string) (crypto.PublicKey, error) {
@@ -112,7 +129,8 @@ func readPublicKey(path string) (crypto.PublicKey, error) {
 }
 
 // Verify parses raw, checks signature, algorithm, expiry, issuer, audience,
-// role and subject, and returns the claims. Errors wrap ErrInvalid.
+// role and subject, and returns the claims. Errors wrap ErrInvalid. A token
+// that passed before is answered from the cache until its exp.
 func (v *Verifier) Verify(raw string) (Claims, error) {
 	if raw == "" {
 		return Claims{}, fmt.Errorf("%w: missing token", ErrInvalid)
@@ -120,6 +138,21 @@ func (v *Verifier) Verify(raw string) (Claims, error) {
 	if len(raw) > 8<<10 {
 		return Claims{}, fmt.Errorf("%w: token too long", ErrInvalid)
 	}
+	if v.cache == nil {
+		return v.verify(raw)
+	}
+	key := cacheKey(raw)
+	if c, ok := v.cache.get(key); ok {
+		return c, nil
+	}
+	c, err := v.verify(raw)
+	if err == nil {
+		v.cache.put(key, c)
+	}
+	return c, err
+}
+
+func (v *Verifier) verify(raw string) (Claims, error) {
 	var c Claims
 	if _, err := v.parser.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return v.key, nil }); err != nil {
 		return Claims{}, fmt.Errorf("%w: %s", ErrInvalid, reason(err))
