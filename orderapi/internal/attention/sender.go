@@ -11,28 +11,12 @@ import (
 	"time"
 
 	"orderpush/orderapi/internal/store"
+	"orderpush/pkg/webhook"
 )
 
-// Event is the body of a webhook request (PROTOCOL.md, "Receipts and
-// attention"). The same alert is always sent with the same ID.
-type Event struct {
-	ID         string `json:"id"`
-	Type       string `json:"type"`
-	OrderNo    string `json:"orderNo"`
-	MerchantID string `json:"merchantId"`
-	PlacedAt   string `json:"placedAt"`
-	// Online is the number of the merchant's sockets open at the attempt.
-	Online int `json:"online"`
-}
-
-// EventID is the id of an order's alert of a type: unique, because an
-// alert fires at most once per order and type, and the same on every
-// attempt and every replica, so receivers can deduplicate by it.
-func EventID(alertType, orderNo string) string { return alertType + "/" + orderNo }
-
-func newEvent(a store.Alert, online int) Event {
-	return Event{
-		ID: EventID(a.Type, a.OrderNo), Type: a.Type, OrderNo: a.OrderNo, MerchantID: a.MerchantID,
+func newEvent(a store.Alert, online int) webhook.Event {
+	return webhook.Event{
+		ID: webhook.EventID(a.Type, a.OrderNo), Type: a.Type, OrderNo: a.OrderNo, MerchantID: a.MerchantID,
 		PlacedAt: time.UnixMilli(a.PlacedMS).UTC().Format("2006-01-02T15:04:05.000Z"), Online: online,
 	}
 }
@@ -66,7 +50,7 @@ var errCanceled = errors.New("attempt canceled")
 
 // post sends one attempt and classifies it by outcome label. status is the
 // receiver's HTTP status when there was one.
-func (s *Scheduler) post(ctx context.Context, ev Event) (outcome string, status int, err error) {
+func (s *Scheduler) post(ctx context.Context, ev webhook.Event) (outcome string, status int, err error) {
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return OutcomeError, 0, err
@@ -79,8 +63,8 @@ func (s *Scheduler) post(ctx context.Context, ev Event) (outcome string, status 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "orderpush-attention/1")
-	req.Header.Set(HeaderSignature, Sign(s.cfg.Secret, body))
-	req.Header.Set(HeaderEventID, ev.ID)
+	req.Header.Set(webhook.HeaderSignature, webhook.Sign(s.cfg.Secret, body))
+	req.Header.Set(webhook.HeaderEventID, ev.ID)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		switch {

@@ -19,8 +19,13 @@ import (
 	"orderpush/pkg/presence"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/token"
+	"orderpush/pkg/webhook"
+	"orderpush/pkg/webhooktest"
 	"orderpush/pkg/wire"
 )
+
+// secret is the webhook secret of every test server.
+const secret = "attention-test-secret-0123456789abcdefXYZ"
 
 // settings are a test server's webhook settings; zero fields take the
 // test defaults of start.
@@ -32,7 +37,7 @@ type settings struct {
 }
 
 // start runs an order API with the webhook pointing at rcv.
-func start(t *testing.T, opt apitest.Options, rcv *receiver, s settings) *apitest.Env {
+func start(t *testing.T, opt apitest.Options, rcv *webhooktest.Receiver, s settings) *apitest.Env {
 	t.Helper()
 	if s.undelivered == 0 {
 		s.undelivered = time.Minute
@@ -153,29 +158,29 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // body is the contract's, and the alert shows on the order.
 func TestUndeliveredAtOnceWithoutSocket(t *testing.T) {
 	apitest.Each(t, func(t *testing.T, dialect string) {
-		rcv := newReceiver(t)
+		rcv := webhooktest.New(t, []byte(secret))
 		env := start(t, apitest.Options{Dialect: dialect}, rcv, settings{undelivered: time.Minute})
 		on, off := redistest.Unique("att-on"), redistest.Unique("att-off")
 		online(t, env, on)
 		pOn := placeOrder(t, env, on)
 		pOff := placeOrder(t, env, off)
 		waitFor(t, 20*time.Second, "order.undelivered of the offline merchant", func() bool {
-			return len(rcv.of(pOff.OrderNo, wire.AlertUndelivered)) > 0
+			return len(rcv.Of(pOff.OrderNo, wire.AlertUndelivered)) > 0
 		})
-		if got := rcv.of(pOn.OrderNo, wire.AlertUndelivered); len(got) != 0 {
+		if got := rcv.Of(pOn.OrderNo, wire.AlertUndelivered); len(got) != 0 {
 			t.Fatalf("order.undelivered for a merchant with a socket online, before UNDELIVERED_AFTER: %+v", got)
 		}
-		d := rcv.of(pOff.OrderNo, wire.AlertUndelivered)[0]
+		d := rcv.Of(pOff.OrderNo, wire.AlertUndelivered)[0]
 		if !d.SigOK {
 			t.Fatalf("signature %s does not verify with the secret", d.Body)
 		}
-		if attention.Verify([]byte(secret+"x"), d.Body, attention.Sign([]byte(secret), d.Body)) {
+		if webhook.Verify([]byte(secret+"x"), d.Body, webhook.Sign([]byte(secret), d.Body)) {
 			t.Fatal("a signature verified with another secret")
 		}
-		if len(d.Unknowns) > 0 {
-			t.Fatalf("malformed webhook request: %v", d.Unknowns)
+		if len(d.Problems) > 0 {
+			t.Fatalf("malformed webhook request: %v", d.Problems)
 		}
-		want := attention.Event{ID: "order.undelivered/" + pOff.OrderNo, Type: wire.AlertUndelivered,
+		want := webhook.Event{ID: "order.undelivered/" + pOff.OrderNo, Type: wire.AlertUndelivered,
 			OrderNo: pOff.OrderNo, MerchantID: off, PlacedAt: pOff.CreatedAt, Online: 0}
 		if d.Event != want || d.EventID != want.ID {
 			t.Fatalf("webhook %+v (event id header %q), want %+v", d.Event, d.EventID, want)
@@ -206,7 +211,7 @@ func TestUndeliveredAtOnceWithoutSocket(t *testing.T) {
 // without an ack does get one.
 func TestNoUndeliveredWhenAckedInTime(t *testing.T) {
 	apitest.Each(t, func(t *testing.T, dialect string) {
-		rcv := newReceiver(t)
+		rcv := webhooktest.New(t, []byte(secret))
 		env := start(t, apitest.Options{Dialect: dialect}, rcv, settings{undelivered: 2 * time.Second})
 		m := redistest.Unique("att-acked")
 		online(t, env, m)
@@ -216,12 +221,12 @@ func TestNoUndeliveredWhenAckedInTime(t *testing.T) {
 			t.Fatalf("ack: %d %s", resp.Status, resp.Body)
 		}
 		waitFor(t, 20*time.Second, "order.undelivered of the unacked order", func() bool {
-			return len(rcv.of(unacked.OrderNo, wire.AlertUndelivered)) > 0
+			return len(rcv.Of(unacked.OrderNo, wire.AlertUndelivered)) > 0
 		})
 		waitFor(t, 10*time.Second, "the acked order's alert deleted", func() bool {
 			return env.Count(t, "alerts WHERE type = 'order.undelivered' AND order_no = '"+acked.OrderNo+"'") == 0
 		})
-		if got := rcv.of(acked.OrderNo, wire.AlertUndelivered); len(got) != 0 {
+		if got := rcv.Of(acked.OrderNo, wire.AlertUndelivered); len(got) != 0 {
 			t.Fatalf("order.undelivered for an order acked in time: %+v", got)
 		}
 		if a := alertsOf(t, env, m, acked.OrderNo); len(a) != 0 {
@@ -234,8 +239,8 @@ func TestNoUndeliveredWhenAckedInTime(t *testing.T) {
 // until a 2xx; the order's alert counts every attempt.
 func TestRetriedWithSameID(t *testing.T) {
 	apitest.Each(t, func(t *testing.T, dialect string) {
-		rcv := newReceiver(t)
-		rcv.setAnswer(func(n int, _ attention.Event) int {
+		rcv := webhooktest.New(t, []byte(secret))
+		rcv.SetAnswer(func(n int, _ webhook.Event) int {
 			if n <= 2 {
 				return http.StatusInternalServerError
 			}
@@ -245,9 +250,9 @@ func TestRetriedWithSameID(t *testing.T) {
 		m := redistest.Unique("att-retry")
 		p := placeOrder(t, env, m)
 		waitFor(t, 30*time.Second, "three attempts", func() bool {
-			return len(rcv.of(p.OrderNo, wire.AlertUndelivered)) >= 3
+			return len(rcv.Of(p.OrderNo, wire.AlertUndelivered)) >= 3
 		})
-		got := rcv.of(p.OrderNo, wire.AlertUndelivered)
+		got := rcv.Of(p.OrderNo, wire.AlertUndelivered)
 		for i, d := range got {
 			if d.EventID != "order.undelivered/"+p.OrderNo || d.Event.ID != d.EventID || !d.SigOK {
 				t.Fatalf("attempt %d: id %q / %q, signature ok %v", i+1, d.EventID, d.Event.ID, d.SigOK)
@@ -263,8 +268,8 @@ func TestRetriedWithSameID(t *testing.T) {
 		if a := alertsOf(t, env, m, p.OrderNo)[0]; a.Attempts != 3 {
 			t.Fatalf("alert %+v, want 3 attempts", a)
 		}
-		if len(rcv.of(p.OrderNo, wire.AlertUndelivered)) != 3 {
-			t.Fatalf("%d attempts after the 2xx, want 3", len(rcv.of(p.OrderNo, wire.AlertUndelivered)))
+		if len(rcv.Of(p.OrderNo, wire.AlertUndelivered)) != 3 {
+			t.Fatalf("%d attempts after the 2xx, want 3", len(rcv.Of(p.OrderNo, wire.AlertUndelivered)))
 		}
 		if e, ok := attempts(t, env.Registry, wire.AlertUndelivered, attention.OutcomeHTTPError),
 			attempts(t, env.Registry, wire.AlertUndelivered, attention.OutcomeOK); e != 2 || ok != 1 {
@@ -277,7 +282,7 @@ func TestRetriedWithSameID(t *testing.T) {
 // with a socket gets no order.undelivered meanwhile.
 func TestUnseenAfter(t *testing.T) {
 	apitest.Each(t, func(t *testing.T, dialect string) {
-		rcv := newReceiver(t)
+		rcv := webhooktest.New(t, []byte(secret))
 		const after = 2 * time.Second
 		env := start(t, apitest.Options{Dialect: dialect}, rcv, settings{unseen: after})
 		m := redistest.Unique("att-unseen")
@@ -287,15 +292,15 @@ func TestUnseenAfter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "order.unseen", func() bool { return len(rcv.of(p.OrderNo, wire.AlertUnseen)) > 0 })
-		d := rcv.of(p.OrderNo, wire.AlertUnseen)[0]
+		waitFor(t, 20*time.Second, "order.unseen", func() bool { return len(rcv.Of(p.OrderNo, wire.AlertUnseen)) > 0 })
+		d := rcv.Of(p.OrderNo, wire.AlertUnseen)[0]
 		if early := d.At.Sub(placedAt); early < after {
 			t.Fatalf("order.unseen %s after placement, before UNSEEN_AFTER=%s", early, after)
 		}
 		if !d.SigOK || d.Event.ID != "order.unseen/"+p.OrderNo || d.Event.Online != 1 || d.Event.MerchantID != m {
 			t.Fatalf("webhook %+v, signature ok %v", d.Event, d.SigOK)
 		}
-		if u := rcv.of(p.OrderNo, wire.AlertUndelivered); len(u) != 0 {
+		if u := rcv.Of(p.OrderNo, wire.AlertUndelivered); len(u) != 0 {
 			t.Fatalf("order.undelivered for a merchant with a socket: %+v", u)
 		}
 	})
@@ -310,8 +315,8 @@ func TestHostileReceivers(t *testing.T) {
 		t.Parallel()
 		var inFlight, peak atomic.Int32
 		release := make(chan struct{})
-		rcv := newReceiver(t)
-		rcv.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rcv := webhooktest.New(t, []byte(secret))
+		rcv.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			n := inFlight.Add(1)
 			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 			}
@@ -337,9 +342,9 @@ func TestHostileReceivers(t *testing.T) {
 	})
 	t.Run("silent", func(t *testing.T) {
 		t.Parallel()
-		rcv := newReceiver(t)
+		rcv := webhooktest.New(t, []byte(secret))
 		stop := make(chan struct{})
-		rcv.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rcv.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-stop:
 			case <-r.Context().Done():
@@ -363,9 +368,9 @@ func TestHostileReceivers(t *testing.T) {
 	})
 	t.Run("redirect", func(t *testing.T) {
 		t.Parallel()
-		elsewhere := newReceiver(t)
-		rcv := newReceiver(t)
-		rcv.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere := webhooktest.New(t, []byte(secret))
+		rcv := webhooktest.New(t, []byte(secret))
+		rcv.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, elsewhere.URL(), http.StatusTemporaryRedirect)
 		})
 		env := start(t, apitest.Options{}, rcv, settings{})
@@ -373,14 +378,14 @@ func TestHostileReceivers(t *testing.T) {
 		waitFor(t, 20*time.Second, "a redirect counted as http_error", func() bool {
 			return attempts(t, env.Registry, wire.AlertUndelivered, attention.OutcomeHTTPError) >= 1
 		})
-		if got := elsewhere.deliveries(); len(got) != 0 {
+		if got := elsewhere.Deliveries(); len(got) != 0 {
 			t.Fatalf("the redirect was followed: %+v", got)
 		}
 	})
 	t.Run("endless answer", func(t *testing.T) {
 		t.Parallel()
-		rcv := newReceiver(t)
-		rcv.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rcv := webhooktest.New(t, []byte(secret))
+		rcv.Server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusOK)
 			chunk := []byte(strings.Repeat("x", 32<<10))
 			for r.Context().Err() == nil {
@@ -406,9 +411,9 @@ func TestHostileReceivers(t *testing.T) {
 // Two order API replicas on one PostgreSQL database send each alert
 // exactly once between them, while both claim at the same time.
 func TestTwoReplicasSendEachAlertOnce(t *testing.T) {
-	rcv := newReceiver(t)
+	rcv := webhooktest.New(t, []byte(secret))
 	var mu sync.Mutex
-	rcv.setAnswer(func(n int, _ attention.Event) int {
+	rcv.SetAnswer(func(n int, _ webhook.Event) int {
 		mu.Lock() // one at a time: requests pile up and both replicas claim meanwhile
 		defer mu.Unlock()
 		time.Sleep(5 * time.Millisecond) // paces the receiver, not a synchronisation
@@ -430,7 +435,7 @@ func TestTwoReplicasSendEachAlertOnce(t *testing.T) {
 			a.Count(t, "alerts WHERE due_ms IS NOT NULL") == 0
 	})
 	ids := map[string]int{}
-	for _, d := range rcv.deliveries() {
+	for _, d := range rcv.Deliveries() {
 		ids[d.EventID]++
 	}
 	for _, no := range nos {
