@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,6 +46,10 @@ type System struct {
 	Secret   []byte
 	OrderAPI *Service
 	Gateways []*Service
+
+	orderAPISpec Spec          // how OrderAPI was started, for RestartOrderAPI
+	readyTimeout time.Duration // SystemSpec.ReadyTimeout
+	starts       int           // order API processes started
 }
 
 // Token mints a token of the system's secret, valid for an hour.
@@ -75,7 +80,7 @@ func StartSystemT(t testing.TB, spec SystemSpec) *System {
 	common := append([]string{
 		"REDIS_URL=" + spec.RedisURL, "JWT_SECRET=" + spec.Secret, "LOG_FORMAT=json", "LOG_LEVEL=info",
 	}, spec.Env...)
-	sys := &System{Secret: []byte(spec.Secret)}
+	sys := &System{Secret: []byte(spec.Secret), readyTimeout: spec.ReadyTimeout}
 
 	newService := func(name string) *Service {
 		port, err := FreePort()
@@ -87,10 +92,12 @@ func StartSystemT(t testing.TB, spec SystemSpec) *System {
 	}
 	sys.OrderAPI = newService("orderapi")
 	env := append(append([]string{}, common...), "ORDERAPI_ADDR="+sys.OrderAPI.Addr, "DATABASE_URL="+spec.DatabaseURL)
-	sys.OrderAPI.Proc = StartT(t, Spec{
+	sys.orderAPISpec = Spec{
 		Name: "orderapi", Path: spec.Bins.OrderAPI, LogFile: filepath.Join(dir, "orderapi.log"),
 		Env: append(env, spec.OrderAPIEnv...),
-	})
+	}
+	sys.OrderAPI.Proc = StartT(t, sys.orderAPISpec)
+	sys.starts = 1
 	run := randomID()
 	for i := range spec.Gateways {
 		g := newService("gateway-" + strconv.Itoa(i))
@@ -114,6 +121,25 @@ func StartSystemT(t testing.TB, spec SystemSpec) *System {
 		}
 	}
 	return sys
+}
+
+// RestartOrderAPI starts the order API again after its process exited (a
+// test killed it): the same settings, address and database, a new log file
+// (orderapi-2.log, ...). It waits until the new process is ready.
+func (s *System) RestartOrderAPI(t testing.TB) {
+	t.Helper()
+	if !s.OrderAPI.Proc.Exited() {
+		t.Fatal("launch: RestartOrderAPI while the order API still runs")
+	}
+	s.starts++
+	spec := s.orderAPISpec
+	spec.LogFile = strings.TrimSuffix(spec.LogFile, ".log") + "-" + strconv.Itoa(s.starts) + ".log"
+	s.OrderAPI.Proc = StartT(t, spec)
+	ctx, cancel := context.WithTimeout(t.Context(), s.readyTimeout)
+	defer cancel()
+	if err := s.OrderAPI.Proc.WaitReady(ctx, s.OrderAPI.URL); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func randomID() string {

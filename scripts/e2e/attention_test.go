@@ -1,0 +1,158 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"orderpush/pkg/pgtest"
+	"orderpush/pkg/redistest"
+	"orderpush/pkg/token"
+	"orderpush/pkg/webhook"
+	"orderpush/pkg/webhooktest"
+	"orderpush/pkg/wire"
+	"orderpush/scripts/launch"
+)
+
+// TestAttentionAlertSurvivesKill is the attention webhook across a crash
+// of the order API binary (PROTOCOL.md "Receipts and attention": pending
+// webhooks are kept in the database and survive restarts). An order for a
+// merchant without a socket fires order.undelivered at once; the receiver
+// refuses it (500), so it stays pending; the order API is killed with
+// SIGKILL and started again on the same SQLite file; then the receiver
+// accepts. The alert arrives from the new process with the same event id
+// and a valid signature, and the order shows it completed.
+func TestAttentionAlertSurvivesKill(t *testing.T) { alertSurvivesKill(t, "") }
+
+// TestAttentionAlertSurvivesKillPostgres is the same on PostgreSQL.
+func TestAttentionAlertSurvivesKillPostgres(t *testing.T) {
+	alertSurvivesKill(t, pgtest.NewDatabase(t))
+}
+
+func alertSurvivesKill(t *testing.T, databaseURL string) {
+	secret := launch.NewSecret()
+	rcv := webhooktest.New(t, []byte(secret))
+	var accept atomic.Bool
+	rcv.SetAnswer(func(int, webhook.Event) int {
+		if accept.Load() {
+			return http.StatusNoContent
+		}
+		return http.StatusInternalServerError
+	})
+	sys := launch.StartSystemT(t, launch.SystemSpec{
+		Bins: bins, RedisURL: redistest.SharedURL(t), DatabaseURL: databaseURL, Gateways: 1,
+		OrderAPIEnv: []string{
+			"ATTENTION_WEBHOOK_URL=" + rcv.URL(), "ATTENTION_WEBHOOK_SECRET=" + secret,
+			// Only order.undelivered is the subject here.
+			"UNSEEN_AFTER=1h",
+		},
+	})
+	m := redistest.Unique("e2e-att")
+	code, body := call(t, http.MethodPost, sys.OrderAPI.URL+"/orders", sys.Token(token.RoleMember, "u1"),
+		`{"merchantId":"`+m+`","date":"2022-06-22","price":7}`)
+	var o wire.Order
+	if code != http.StatusCreated || json.Unmarshal(body, &o) != nil {
+		t.Fatalf("place: %d %s", code, body)
+	}
+	merchant := sys.Token(token.RoleMerchant, m)
+	alerts := func() []alertJSON { return alertsOf(t, sys, merchant, o.OrderNo) }
+
+	// Refused and recorded as pending: at least one attempt on the order,
+	// no completion.
+	waitUntil(t, 30*time.Second, "a refused attempt recorded on the order", func() bool {
+		a := alerts()
+		return len(rcv.Of(o.OrderNo, wire.AlertUndelivered)) > 0 && len(a) == 1 && a[0].Attempts >= 1
+	})
+	if a := alerts(); a[0].Type != wire.AlertUndelivered || a[0].CompletedAt != nil {
+		t.Fatalf("alerts before the kill: %+v", a)
+	}
+	sys.OrderAPI.Proc.Kill()
+	killed := time.Now()
+	refused := len(rcv.Of(o.OrderNo, wire.AlertUndelivered))
+
+	sys.RestartOrderAPI(t)
+	accept.Store(true)
+	// The next attempt comes after the backoff of the attempts so far (1-2 s
+	// here), or, when the kill caught an attempt in flight, when its 30 s
+	// lease ends.
+	waitUntil(t, 60*time.Second, "the alert completed after the restart", func() bool {
+		a := alerts()
+		return len(a) == 1 && a[0].CompletedAt != nil
+	})
+
+	got := rcv.Of(o.OrderNo, wire.AlertUndelivered)
+	want := webhook.Event{ID: webhook.EventID(wire.AlertUndelivered, o.OrderNo), Type: wire.AlertUndelivered,
+		OrderNo: o.OrderNo, MerchantID: m, PlacedAt: o.CreatedAt.UTC().Format(wire.TimeLayout)}
+	for i, d := range got {
+		if d.EventID != want.ID || d.Event != want || !d.SigOK || len(d.Problems) > 0 {
+			t.Errorf("attempt %d: id header %q, body %s, signature ok %v, problems %v; want %+v",
+				i+1, d.EventID, d.Body, d.SigOK, d.Problems, want)
+		}
+	}
+	last := got[len(got)-1]
+	if last.Status != http.StatusNoContent || !last.At.After(killed) {
+		t.Fatalf("the last attempt answered %d at %s (killed at %s): want the accepted one, after the restart",
+			last.Status, last.At.Format(time.StampMilli), killed.Format(time.StampMilli))
+	}
+	for i, d := range got[:len(got)-1] {
+		if d.Status != http.StatusInternalServerError {
+			t.Fatalf("attempt %d answered %d before the last: more than one accepted", i+1, d.Status)
+		}
+	}
+	// Every attempt the database recorded is one the receiver got; an
+	// attempt the kill cut short was received but never recorded.
+	a := alerts()[0]
+	if a.Attempts < refused || a.Attempts > len(got) || a.Attempts < 2 {
+		t.Fatalf("alert %+v: attempts outside [%d, %d] (refused %d before the kill)", a, max(refused, 2), len(got), refused)
+	}
+	t.Logf("%d attempts received (%d before the kill), %d recorded", len(got), refused, a.Attempts)
+	if n := metric(t, sys.OrderAPI.URL, `orderapi_webhook_attempts_total{outcome="ok",type="order.undelivered"}`); n != "1" {
+		t.Fatalf("the restarted order API counts %s ok attempts, want 1", n)
+	}
+}
+
+// alertJSON is one entry of an order's alerts.
+type alertJSON struct {
+	Type        string  `json:"type"`
+	FiredAt     string  `json:"firedAt"`
+	Attempts    int     `json:"attempts"`
+	CompletedAt *string `json:"completedAt"`
+}
+
+func alertsOf(t *testing.T, sys *launch.System, tok, orderNo string) []alertJSON {
+	t.Helper()
+	code, body := call(t, http.MethodGet, sys.OrderAPI.URL+"/orders/"+orderNo, tok, "")
+	var o struct {
+		Alerts *[]alertJSON `json:"alerts"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &o) != nil || o.Alerts == nil {
+		t.Fatalf("GET /orders/%s: %d %s: want the order with alerts", orderNo, code, body)
+	}
+	return *o.Alerts
+}
+
+// metric is the value of one series on a /metrics page, "" when absent.
+func metric(t *testing.T, baseURL, series string) string {
+	t.Helper()
+	for line := range strings.SplitSeq(get(t, baseURL+"/metrics"), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// waitUntil polls cond until it holds, failing the test after d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval, bounded by the deadline
+	}
+}
