@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Event names of server frames (PROTOCOL.md, "Merchant socket").
@@ -26,7 +27,15 @@ const (
 const (
 	EventPing    = "ping"
 	EventProcess = "process"
+	// EventAck and EventSeen are the receipts (version 1.1, PROTOCOL.md
+	// "Receipts and attention").
+	EventAck  = "ack"
+	EventSeen = "seen"
 )
+
+// MaxAckSeq bounds an ack's seq: any seq a merchant can reach, and exact
+// in a JSON number read by any client (2^53).
+const MaxAckSeq = 1 << 53
 
 // NewOrderMsg is the message shown to a merchant for a new order, as the
 // original design worded it.
@@ -115,16 +124,19 @@ func ParseHead(b []byte) (Head, error) {
 // ClientFrame is a frame a merchant socket sends.
 type ClientFrame struct {
 	Event string
-	// OrderNo is set for process frames.
+	// OrderNo is set for process and seen frames.
 	OrderNo string
+	// Seq is set for ack frames: at least 1, at most MaxAckSeq.
+	Seq uint64
 }
 
-// ParseClient parses and validates a client frame: ping, or process with a
-// well-formed order number. Errors wrap ErrBadFrame and are meant for the
-// client's error frame.
+// ParseClient parses and validates a client frame: ping; process or seen
+// with a well-formed order number; ack with a positive integer seq. Errors
+// wrap ErrBadFrame and are meant for the client's error frame.
 func ParseClient(b []byte) (ClientFrame, error) {
 	var f struct {
 		Event string          `json:"event"`
+		Seq   json.RawMessage `json:"seq"`
 		Data  json.RawMessage `json:"data"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -135,25 +147,67 @@ func ParseClient(b []byte) (ClientFrame, error) {
 	if dec.More() {
 		return ClientFrame{}, fmt.Errorf("%w: trailing data", ErrBadFrame)
 	}
+	if f.Seq != nil && f.Event != EventAck && f.Event != "" {
+		return ClientFrame{}, fmt.Errorf("%w: only ack carries seq", ErrBadFrame)
+	}
 	switch f.Event {
 	case EventPing:
 		return ClientFrame{Event: EventPing}, nil
-	case EventProcess:
-		var d struct {
-			OrderNo string `json:"orderNo"`
+	case EventProcess, EventSeen:
+		no, err := parseOrderNoData(f.Event, f.Data)
+		if err != nil {
+			return ClientFrame{}, err
 		}
-		dd := json.NewDecoder(bytes.NewReader(f.Data))
-		dd.DisallowUnknownFields()
-		if len(f.Data) == 0 || dd.Decode(&d) != nil {
-			return ClientFrame{}, fmt.Errorf("%w: process needs data {\"orderNo\":\"...\"}", ErrBadFrame)
+		return ClientFrame{Event: f.Event, OrderNo: no}, nil
+	case EventAck:
+		if f.Data != nil {
+			return ClientFrame{}, fmt.Errorf("%w: ack carries no data, only seq: {\"event\":\"ack\",\"seq\":N}", ErrBadFrame)
 		}
-		if !ValidOrderNo(d.OrderNo) {
-			return ClientFrame{}, fmt.Errorf("%w: malformed orderNo", ErrBadFrame)
+		seq, err := parseAckSeq(f.Seq)
+		if err != nil {
+			return ClientFrame{}, err
 		}
-		return ClientFrame{Event: EventProcess, OrderNo: d.OrderNo}, nil
+		return ClientFrame{Event: EventAck, Seq: seq}, nil
 	case "":
 		return ClientFrame{}, fmt.Errorf("%w: no event", ErrBadFrame)
 	default:
 		return ClientFrame{}, fmt.Errorf("%w: unknown event %s", ErrBadFrame, strconv.Quote(f.Event))
 	}
 }
+
+// parseOrderNoData reads the data of process and seen: exactly
+// {"orderNo":"..."} with a well-formed order number.
+func parseOrderNoData(event string, data json.RawMessage) (string, error) {
+	var d struct {
+		OrderNo string `json:"orderNo"`
+	}
+	dd := json.NewDecoder(bytes.NewReader(data))
+	dd.DisallowUnknownFields()
+	if len(data) == 0 || dd.Decode(&d) != nil {
+		return "", fmt.Errorf("%w: %s needs data {\"orderNo\":\"...\"}", ErrBadFrame, event)
+	}
+	if !ValidOrderNo(d.OrderNo) {
+		return "", fmt.Errorf("%w: malformed orderNo", ErrBadFrame)
+	}
+	return d.OrderNo, nil
+}
+
+// parseAckSeq reads an ack's seq: a JSON integer from 1 to MaxAckSeq in
+// plain digits (no sign, fraction, exponent or leading zero), so every
+// client's number means the same seq.
+func parseAckSeq(raw json.RawMessage) (uint64, error) {
+	if raw == nil {
+		return 0, fmt.Errorf("%w: ack needs seq: {\"event\":\"ack\",\"seq\":N}", ErrBadFrame)
+	}
+	s := string(raw)
+	if s == "" || len(s) > 16 || s[0] == '0' || strings.Trim(s, "0123456789") != "" {
+		return 0, errAckSeq
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n > MaxAckSeq {
+		return 0, errAckSeq
+	}
+	return n, nil
+}
+
+var errAckSeq = fmt.Errorf("%w: ack seq must be an integer from 1 to %d", ErrBadFrame, uint64(MaxAckSeq))

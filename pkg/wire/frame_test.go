@@ -3,6 +3,7 @@ package wire_test
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -47,6 +48,10 @@ func TestParseClient(t *testing.T) {
 	good := map[string]wire.ClientFrame{
 		`{"event":"ping"}`: {Event: "ping"},
 		`{"event":"process","data":{"orderNo":"u100117641270781231234"}}`: {Event: "process", OrderNo: "u100117641270781231234"},
+		`{"event":"seen","data":{"orderNo":"u100117641270781231234"}}`:    {Event: "seen", OrderNo: "u100117641270781231234"},
+		`{"event":"ack","seq":1}`:                {Event: "ack", Seq: 1},
+		`{"seq":42,"event":"ack"}`:               {Event: "ack", Seq: 42},
+		`{"event":"ack","seq":9007199254740992}`: {Event: "ack", Seq: wire.MaxAckSeq},
 	}
 	for in, want := range good {
 		got, err := wire.ParseClient([]byte(in))
@@ -58,6 +63,14 @@ func TestParseClient(t *testing.T) {
 		``, `x`, `{}`, `{"event":"subscribe"}`, `{"event":"ping","x":1}`, `{"event":"ping"} {}`,
 		`{"event":"process"}`, `{"event":"process","data":{}}`, `{"event":"process","data":{"orderNo":"../x"}}`,
 		`{"event":"process","data":{"orderNo":"u1","extra":1}}`, `{"event":1}`, `[]`,
+		// seen: the same data as process.
+		`{"event":"seen"}`, `{"event":"seen","data":{}}`, `{"event":"seen","data":{"orderNo":"../x"}}`,
+		`{"event":"seen","data":"u100117641270781231234"}`, `{"event":"seen","seq":1,"data":{"orderNo":"u100117641270781231234"}}`,
+		// ack: a positive integer seq in plain digits, nothing else.
+		`{"event":"ack"}`, `{"event":"ack","seq":0}`, `{"event":"ack","seq":-1}`, `{"event":"ack","seq":1.5}`,
+		`{"event":"ack","seq":1e3}`, `{"event":"ack","seq":"1"}`, `{"event":"ack","seq":01}`, `{"event":"ack","seq":null}`,
+		`{"event":"ack","seq":9007199254740993}`, `{"event":"ack","seq":18446744073709551616}`, `{"event":"ack","seq":true}`,
+		`{"event":"ack","seq":1,"data":{}}`, `{"event":"ack","data":{"seq":1}}`, `{"event":"ping","seq":1}`,
 	}
 	for _, in := range bad {
 		if _, err := wire.ParseClient([]byte(in)); !errors.Is(err, wire.ErrBadFrame) {
@@ -71,6 +84,9 @@ func FuzzParseClient(f *testing.F) {
 	f.Add(`{"event":"process","data":{"orderNo":"u100117641270781231234"}}`)
 	f.Add(`{"event":"process","data":{"orderNo":`)
 	f.Add(`{"event":"pi`)
+	f.Add(`{"event":"ack","seq":17}`)
+	f.Add(`{"event":"ack","seq":1e2}`)
+	f.Add(`{"event":"seen","data":{"orderNo":"u100117641270781231234"}}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := wire.ParseClient([]byte(s))
 		if err != nil {
@@ -79,11 +95,23 @@ func FuzzParseClient(f *testing.F) {
 			}
 			return
 		}
+		if c.Seq != 0 && c.Event != wire.EventAck || c.OrderNo != "" && c.Event != wire.EventProcess && c.Event != wire.EventSeen {
+			t.Fatalf("%q: fields of another event in %+v", s, c)
+		}
 		switch c.Event {
 		case wire.EventPing:
-		case wire.EventProcess:
+		case wire.EventProcess, wire.EventSeen:
 			if !wire.ValidOrderNo(c.OrderNo) {
 				t.Fatalf("accepted bad orderNo %q", c.OrderNo)
+			}
+		case wire.EventAck:
+			if c.Seq < 1 || c.Seq > wire.MaxAckSeq {
+				t.Fatalf("%q: accepted ack seq %d", s, c.Seq)
+			}
+			// The seq is the number as written: it round-trips.
+			var back struct{ Seq json.Number }
+			if json.Unmarshal([]byte(s), &back) != nil || string(back.Seq) != strconv.FormatUint(c.Seq, 10) {
+				t.Fatalf("%q: seq %d is not the number written", s, c.Seq)
 			}
 		default:
 			t.Fatalf("accepted event %q", c.Event)

@@ -11,10 +11,6 @@ import (
 	"orderpush/pkg/wire"
 )
 
-// maxAckSeq bounds an ack's seq: any seq a merchant can reach, and exact
-// in a JSON number read by any client (2^53).
-const maxAckSeq = 1 << 53
-
 // ParseAck parses a POST /merchants/{id}/ack body: exactly {"seq":N} with N
 // a non-negative JSON integer.
 func ParseAck(body []byte) (uint64, error) {
@@ -31,8 +27,8 @@ func ParseAck(body []byte) (uint64, error) {
 		return 0, invalidField("seq", "must be a non-negative integer")
 	}
 	v, err := strconv.ParseUint(string(n), 10, 64)
-	if err != nil || v > maxAckSeq || (len(n) > 1 && n[0] == '0') {
-		return 0, invalidField("seq", "must be an integer from 0 to %d, got %s", uint64(maxAckSeq), clip(string(raw)))
+	if err != nil || v > wire.MaxAckSeq || (len(n) > 1 && n[0] == '0') {
+		return 0, invalidField("seq", "must be an integer from 0 to %d, got %s", uint64(wire.MaxAckSeq), clip(string(raw)))
 	}
 	return v, nil
 }
