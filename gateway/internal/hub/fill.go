@@ -181,7 +181,7 @@ func (h *Hub) resync(t *topic, st stream.State) {
 		case s.last < st.Seq:
 			s.last = st.Seq
 			h.m.Resyncs.WithLabelValues(metrics.ResyncGap).Inc()
-			if !s.m.TrySend(sendq.Entry{Data: h.helloFrame(wire.EventResync, t, s.m, st)}) {
+			if !s.m.TrySend(sendq.Entry{Data: h.helloFrame(wire.EventResync, t, s.m, st), Seq: st.Seq}) {
 				s.overflow()
 			}
 		}

@@ -116,7 +116,7 @@ func (t *topic) minPending() uint64 {
 // only once: its cursor skips what its hello or replay already covered.
 // t.mu must be held.
 func (h *Hub) fanout(t *topic, f frame) {
-	e := sendq.Entry{Data: f.data, TS: f.ts}
+	e := sendq.Entry{Data: f.data, TS: f.ts, Seq: f.seq}
 	for _, s := range t.subs {
 		if s.dead {
 			continue

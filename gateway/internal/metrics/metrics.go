@@ -39,6 +39,7 @@ type Metrics struct {
 	Subscriptions      prometheus.Gauge
 	Notices            *prometheus.CounterVec // result
 	ProcessForwards    *prometheus.CounterVec // result
+	ReceiptsForwarded  *prometheus.CounterVec // kind, result (package receipts)
 	DeliveryLag        prometheus.Histogram
 	OrderAPIErrors     prometheus.Counter
 	PresenceErrors     prometheus.Counter
@@ -48,6 +49,12 @@ type Metrics struct {
 	DeadPeerCloses      prometheus.Counter
 	LimitFailOpen       *prometheus.CounterVec // limit: checks skipped because Redis failed
 }
+
+// Receipt kinds, the values of the "kind" label.
+const (
+	ReceiptAck  = "ack"
+	ReceiptSeen = "seen"
+)
 
 // Transports, the values of the "transport" label.
 const (
@@ -107,6 +114,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		ProcessForwards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_process_forwards_total", Help: "Socket process frames forwarded to the order API, by result (ok, rejected, error).",
 		}, []string{"result"}),
+		ReceiptsForwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_receipts_forwarded_total",
+			Help: "Socket receipts by kind (ack, seen) and result: ok, rejected, error count order API requests after coalescing (rejected also counts acks refused by the gateway); dropped counts receipts never sent (no ORDERAPI_URL, pending cap, closing).",
+		}, []string{"kind", "result"}),
 		DeliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gateway_delivery_lag_seconds",
 			Help:    "Publish time carried in the frame (ts) to socket write, for live frames.",
@@ -134,7 +145,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.LimitFailOpen, m.ConnectionsOpen, m.Connects, m.FramesSent, m.WebSocketMessages, m.Replays,
 		m.ReplayedFrames, m.Resyncs, m.GapsFilled, m.SlowConsumerCloses, m.RedisReconnects,
 		m.RedisMessages, m.BadFrames, m.DuplicateFrames, m.Subscriptions, m.Notices,
-		m.ProcessForwards, m.DeliveryLag, m.OrderAPIErrors, m.PresenceErrors,
+		m.ProcessForwards, m.ReceiptsForwarded, m.DeliveryLag, m.OrderAPIErrors, m.PresenceErrors,
 		m.ClientFramesLimited, m.FloodCloses, m.DeadPeerCloses)
 	// Export every known series from the start, at zero, so rates and
 	// alerts work before the first event.
@@ -155,6 +166,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range []string{"ok", "rejected", "error"} {
 		m.ProcessForwards.WithLabelValues(r)
+	}
+	for _, k := range []string{ReceiptAck, ReceiptSeen} {
+		for _, r := range []string{"ok", "rejected", "error", "dropped"} {
+			m.ReceiptsForwarded.WithLabelValues(k, r)
+		}
 	}
 	return m
 }

@@ -1,6 +1,8 @@
 // Package orderapi is the gateway's client of the order API: merchant state
 // and the event log, for what Redis has lost (PROTOCOL.md "Merchant socket"),
-// and socket process frames, forwarded with the socket's own token.
+// socket process frames, forwarded with the socket's own token, and the
+// receipts (PROTOCOL.md "Receipts and attention"): acks with the service
+// token, seen with a token of the merchant.
 //
 // A Client is safe for concurrent use.
 package orderapi
@@ -141,16 +143,54 @@ func (c *Client) Events(ctx context.Context, merchantID string, after uint64, li
 // Process marks an order processed on behalf of a socket, with its token.
 // A refusal is an *Error.
 func (c *Client) Process(ctx context.Context, orderNo, bearer string) error {
-	u := c.base.JoinPath("orders", orderNo, "process")
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
-	if err != nil {
-		return fmt.Errorf("process %s: %w", orderNo, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	if err := c.do(req, nil); err != nil {
+	if err := c.post(ctx, bearer, nil, "orders", orderNo, "process"); err != nil {
 		return fmt.Errorf("process %s: %w", orderNo, err)
 	}
 	return nil
+}
+
+// Ack records a merchant's cumulative receipt up to seq (POST
+// /merchants/{id}/ack) with the service token. A refusal (seq above the
+// merchant's) is an *Error.
+func (c *Client) Ack(ctx context.Context, merchantID string, seq uint64) error {
+	tok, err := c.serviceToken()
+	if err != nil {
+		return fmt.Errorf("ack %s: %w", merchantID, err)
+	}
+	body := strconv.AppendUint([]byte(`{"seq":`), seq, 10)
+	if err := c.post(ctx, tok, append(body, '}'), "merchants", merchantID, "ack"); err != nil {
+		return fmt.Errorf("ack %s up to %d: %w", merchantID, seq, err)
+	}
+	return nil
+}
+
+// Seen marks an order seen (POST /orders/{orderNo}/seen) with a token of
+// the merchant whose socket sent it, never the service token: the order
+// API's ownership check is what keeps one merchant from marking another's
+// orders. A refusal (not this merchant's order, expired token) is an *Error.
+func (c *Client) Seen(ctx context.Context, orderNo, bearer string) error {
+	if err := c.post(ctx, bearer, nil, "orders", orderNo, "seen"); err != nil {
+		return fmt.Errorf("seen %s: %w", orderNo, err)
+	}
+	return nil
+}
+
+// post sends a POST with bearer and an optional JSON body; the answer's
+// body is not needed.
+func (c *Client) post(ctx context.Context, bearer string, body []byte, elems ...string) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.JoinPath(elems...).String(), rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	return c.do(req, nil)
 }
 
 func (c *Client) getJSON(ctx context.Context, q url.Values, v any, elems ...string) error {

@@ -3,6 +3,7 @@ package orderapi
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -126,5 +127,45 @@ func TestNonJSONErrorIsUnavailable(t *testing.T) {
 	var e *Error
 	if _, err := c.Summary(context.Background(), "m1"); !errors.As(err, &e) || e.Code != "unavailable" {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAckUsesTheServiceTokenAndSeenTheMerchants(t *testing.T) {
+	type call struct{ path, body, role, sub string }
+	calls := make(chan call, 4)
+	c := api(t, func(w http.ResponseWriter, r *http.Request, cl token.Claims) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost {
+			t.Errorf("%s %s", r.Method, r.URL.Path)
+		}
+		calls <- call{r.URL.Path, string(b), cl.Role, cl.Subject}
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/ack") && string(b) == `{"seq":99}`:
+			w.WriteHeader(400)
+			_, _ = w.Write([]byte(`{"error":{"code":"invalid_field","message":"seq: 99 is above the merchant's current seq 3"}}`))
+		case strings.HasSuffix(r.URL.Path, "/ack"):
+			w.WriteHeader(204)
+		default:
+			_, _ = w.Write([]byte(`{"orderNo":"u100000000000000000001"}`))
+		}
+	})
+	ctx := context.Background()
+	if err := c.Ack(ctx, "m1", 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-calls; got != (call{"/merchants/m1/ack", `{"seq":3}`, token.RoleService, "gateway"}) {
+		t.Fatalf("ack sent %+v", got)
+	}
+	var e *Error
+	if err := c.Ack(ctx, "m1", 99); !errors.As(err, &e) || e.Code != "invalid_field" {
+		t.Fatalf("ack above the merchant's seq: %v", err)
+	}
+	<-calls
+	own, _ := token.Mint(secret, token.RoleMerchant, "m1", time.Minute)
+	if err := c.Seen(ctx, "u100000000000000000001", own); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-calls; got != (call{"/orders/u100000000000000000001/seen", "", token.RoleMerchant, "m1"}) {
+		t.Fatalf("seen sent %+v", got)
 	}
 }

@@ -130,7 +130,7 @@ func (s *Server) admitEntered(r *http.Request, a admissionRequest) (*admitted, *
 	}, session.Config{
 		QueueSize: s.cfg.SendQueueSize,
 		MsgRate:   s.cfg.ClientMsgRate,
-	}, session.Deps{Processor: s.processor(), Log: s.log, Metrics: s.m})
+	}, session.Deps{Processor: s.processor(), Receipts: s.receipts, Log: s.log, Metrics: s.m})
 
 	jctx, cancel := context.WithTimeout(s.base, joinTimeout)
 	defer cancel()

@@ -28,6 +28,7 @@ import (
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/gateway/internal/presence"
+	"orderpush/gateway/internal/receipts"
 	"orderpush/gateway/internal/session"
 	"orderpush/gateway/internal/sidroute"
 	"orderpush/gateway/internal/subscriber"
@@ -73,6 +74,7 @@ type Server struct {
 	verifier *token.Verifier
 	admit    *admission.Admission // connect limits, before the upgrade
 	api      *orderapi.Client     // nil without ORDERAPI_URL
+	receipts *receipts.Forwarder  // socket acks and seen, to the order API
 	hub      *hub.Hub
 	subs     *subscriber.Subscriber
 	sio      *socketio.Server
@@ -131,10 +133,12 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	reg.MustRegister(maxConns)
 	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	var api backfill.API
+	var rcptAPI receipts.API // nil without ORDERAPI_URL: receipts are dropped
 	if s.api != nil {
-		api = s.api
+		api, rcptAPI = s.api, s.api
 	}
 	src := backfill.New(store, api, log, s.m)
+	s.receipts = receipts.New(receipts.Config{}, rcptAPI, log, s.m)
 	// The subscriber delivers to presence (the node channel) and the hub
 	// (merchant channels); both subscribe through it, so the router is
 	// filled once they exist, before anything subscribes.
@@ -191,6 +195,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	// presence entry for a dead replica's: Run beats first, then Ready.
 	s.bg.Go(func() { _ = s.presence.Run(s.base) })
 	s.bg.Go(func() { s.route.Run(s.base) })
+	// Ends with s.base in shutdownRedis, after the drain's sockets are
+	// gone, and sends what they acked and saw last.
+	s.bg.Go(func() { s.receipts.Run(s.base) })
 	<-s.presence.Ready()
 	if s.cfg.PprofAddr != "" {
 		stopPprof, err := s.servePprof()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"time"
 
+	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/gateway/internal/session/sendq"
 	"orderpush/pkg/logging"
@@ -26,8 +28,9 @@ var (
 // before anything else is done with it; one over the limit is dropped, a
 // flood ends the session with Policy. Bad messages get an error frame and
 // the session stays open. A process message blocks until the order API
-// answered (at most 10 s). Call it from the connection's reading side, one
-// message at a time.
+// answered (at most 10 s); ack and seen are handed to the receipts
+// forwarder and get no answer. Call it from the connection's reading side,
+// one message at a time.
 func (s *Session) Handle(data []byte) {
 	if s.lim == nil {
 		s.lim = newLimiter(s.cfg.MsgRate)
@@ -59,6 +62,27 @@ func (s *Session) Handle(data []byte) {
 		s.reply(pongFrame)
 	case wire.EventProcess:
 		s.process(f.OrderNo)
+	case wire.EventAck:
+		s.ack(f.Seq)
+	case wire.EventSeen:
+		if s.rcpt != nil {
+			s.rcpt.Seen(s.merchant, f.OrderNo, s.bearer, s.expiry)
+		}
+	}
+}
+
+// ack forwards an ack, unless it claims more than this socket was sent: a
+// client must not mark orders delivered that never reached it. Such an ack
+// is refused whole (invalid_field), not clamped, so a client bug shows.
+func (s *Session) ack(seq uint64) {
+	if told := s.told.Load(); seq > told {
+		s.m.ReceiptsForwarded.WithLabelValues(metrics.ReceiptAck, "rejected").Inc()
+		s.reply(wire.ErrorFrame(wire.CodeInvalidField,
+			"ack seq "+strconv.FormatUint(seq, 10)+" is above "+strconv.FormatUint(told, 10)+", the last seq this connection was sent"))
+		return
+	}
+	if s.rcpt != nil {
+		s.rcpt.Ack(s.merchant, seq)
 	}
 }
 

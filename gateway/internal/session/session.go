@@ -37,10 +37,19 @@ type Processor interface {
 	Process(ctx context.Context, orderNo, bearer string) error
 }
 
+// Receipts takes a socket's receipts for forwarding to the order API
+// (package receipts); neither call may block on the network.
+type Receipts interface {
+	Ack(merchant string, seq uint64)
+	Seen(merchant, orderNo, bearer string, exp time.Time)
+}
+
 // Deps are what a session reports to and calls. Processor may be nil
-// (process messages then get an error frame).
+// (process messages then get an error frame); so may Receipts (ack and
+// seen are then ignored).
 type Deps struct {
 	Processor Processor
+	Receipts  Receipts
 	Log       *slog.Logger
 	Metrics   *metrics.Metrics
 }
@@ -77,6 +86,7 @@ type Session struct {
 	cfg       Config
 	q         *sendq.Queue
 	proc      Processor
+	rcpt      Receipts
 	// log is shared by every session: the conn and merchant attributes are
 	// added per record (a With per session would keep ~300 B each).
 	log *slog.Logger
@@ -99,6 +109,9 @@ type Session struct {
 	// lim is owned by the reading side (Handle); made at the first
 	// message, so an idle session does not carry it.
 	lim *limiter
+	// told is the highest merchant seq queued for this socket (hello,
+	// resync, sequenced frames): the most it may ack.
+	told atomic.Uint64
 
 	timerMu sync.Mutex
 	expire  *time.Timer // guarded by timerMu
@@ -113,7 +126,7 @@ func New(id Identity, cfg Config, deps Deps) *Session {
 	}
 	s := &Session{
 		id: id.ID, merchant: id.Merchant, bearer: id.Bearer, expiry: id.Expiry, transport: id.Transport,
-		cfg: cfg, proc: deps.Processor, log: deps.Log, m: deps.Metrics,
+		cfg: cfg, proc: deps.Processor, rcpt: deps.Receipts, log: deps.Log, m: deps.Metrics,
 		done: make(chan struct{}),
 	}
 	s.q = sendq.New(cfg.QueueSize, s.wake)
@@ -131,10 +144,28 @@ func (s *Session) Transport() string { return s.transport }
 
 // TrySend queues e without blocking; false when the queue is full or closed
 // (hub.Member).
-func (s *Session) TrySend(e sendq.Entry) bool { return s.q.TryPush(e) }
+func (s *Session) TrySend(e sendq.Entry) bool {
+	s.tell(e.Seq)
+	return s.q.TryPush(e)
+}
 
 // Send queues e, waiting for room: the session's own replay (hub.Member).
-func (s *Session) Send(ctx context.Context, e sendq.Entry) error { return s.q.Push(ctx, e) }
+func (s *Session) Send(ctx context.Context, e sendq.Entry) error {
+	s.tell(e.Seq)
+	return s.q.Push(ctx, e)
+}
+
+// tell raises told to seq. It runs before the push: a client that acks a
+// frame the moment it arrives must find it counted. A frame that is then
+// not queued ends the session, so the early raise admits nothing more.
+func (s *Session) tell(seq uint64) {
+	for {
+		cur := s.told.Load()
+		if seq <= cur || s.told.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
 
 // Overflow ends a session that cannot keep up: TryAgainLater (hub.Member;
 // WebSocket 1013).

@@ -23,9 +23,13 @@ import (
 // Entry is one frame to write. Data is shared between sockets and must not
 // be modified. TS is the publish time in Unix milliseconds used for the
 // delivery lag metric, or 0 when the frame is not live (replay, hello).
+// Seq is the merchant seq the frame brings the socket to (a sequenced
+// frame's own, the seq of hello and resync), or 0: what bounds the
+// socket's acks.
 type Entry struct {
 	Data []byte
 	TS   int64
+	Seq  uint64
 }
 
 // ErrClosed is returned by Push after Close.

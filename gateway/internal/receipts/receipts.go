@@ -1,0 +1,376 @@
+// Package receipts forwards the receipts sockets send (ack and seen;
+// PROTOCOL.md "Receipts and attention") to the order API without one
+// request per frame. Per merchant it keeps only the highest ack (acks are
+// cumulative) and the set of orders seen since the last flush, and every
+// Interval it sends one ack request per merchant and one seen request per
+// order, a bounded number at a time, retrying transient failures until the
+// flush's Budget is spent. Interval plus Budget stays under the contract's
+// 2 s from a receipt reaching the gateway to it showing in the API.
+//
+// Acks go out with the gateway's service token (the merchant is the one of
+// the socket's verified token, in the path); seen with a token of the
+// merchant whose socket sent it, so the order API's ownership check keeps a
+// merchant from marking another merchant's order seen.
+//
+// Memory is bounded: at most MaxMerchants merchants and MaxSeen orders wait
+// between flushes; receipts over the caps are dropped and counted, as are
+// all receipts when the gateway has no order API (ORDERAPI_URL unset) or
+// the Forwarder is closed. What is pending when the gateway crashes is
+// lost; the client's next ack, which it sends after every hello, restores
+// the deliveredAt it carried, and seen is sent again by the person's next
+// look.
+//
+// A Forwarder is safe for concurrent use. Run flushes until its context
+// ends or Close is called; Close sends what is pending and returns.
+package receipts
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"orderpush/gateway/internal/metrics"
+	"orderpush/gateway/internal/orderapi"
+	"orderpush/pkg/logging"
+)
+
+// Defaults of Config.
+const (
+	DefaultInterval     = 250 * time.Millisecond
+	DefaultBudget       = 1500 * time.Millisecond
+	DefaultMaxMerchants = 10_000
+	DefaultMaxSeen      = 10_000
+	DefaultConcurrency  = 16
+)
+
+// Backoff between attempts of one request: full jitter, doubling from
+// retryBase up to retryCap, within the flush's budget.
+const (
+	retryBase = 50 * time.Millisecond
+	retryCap  = 400 * time.Millisecond
+)
+
+// API is the part of the order API client the Forwarder calls. A refusal
+// is an *orderapi.Error.
+type API interface {
+	Ack(ctx context.Context, merchantID string, seq uint64) error
+	Seen(ctx context.Context, orderNo, bearer string) error
+}
+
+// Config tunes a Forwarder; zero values mean the defaults.
+type Config struct {
+	Interval     time.Duration // between flushes
+	Budget       time.Duration // a flush's requests, retries included, end by then
+	MaxMerchants int           // merchants with pending receipts
+	MaxSeen      int           // pending seen orders, all merchants together
+	Concurrency  int           // requests in flight at once
+}
+
+func (c Config) withDefaults() Config {
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Budget <= 0 {
+		c.Budget = DefaultBudget
+	}
+	if c.MaxMerchants <= 0 {
+		c.MaxMerchants = DefaultMaxMerchants
+	}
+	if c.MaxSeen <= 0 {
+		c.MaxSeen = DefaultMaxSeen
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	return c
+}
+
+// pending is one merchant's receipts since the last flush.
+type pending struct {
+	ack    uint64              // highest; 0: none
+	seen   map[string]struct{} // order numbers; nil until the first
+	bearer string              // the merchant token with the latest expiry, for seen
+	exp    time.Time           // its expiry; zero: none
+}
+
+// counters are the metric's series, resolved once.
+type counters struct{ ok, rejected, failed, dropped prometheus.Counter }
+
+func newCounters(v *prometheus.CounterVec, kind string) counters {
+	return counters{
+		ok: v.WithLabelValues(kind, "ok"), rejected: v.WithLabelValues(kind, "rejected"),
+		failed: v.WithLabelValues(kind, "error"), dropped: v.WithLabelValues(kind, "dropped"),
+	}
+}
+
+// Forwarder coalesces receipts and forwards them.
+type Forwarder struct {
+	cfg       Config
+	api       API // nil: every receipt is dropped
+	log       *slog.Logger
+	ack, seen counters
+
+	mu      sync.Mutex
+	byMerch map[string]*pending // guarded by mu
+	nseen   int                 // guarded by mu: orders in byMerch
+	closed  bool                // guarded by mu: receipts are dropped
+	started bool                // guarded by mu: Run owns the final flush
+
+	stop     chan struct{} // closed by Close
+	stopOnce sync.Once
+	done     chan struct{} // closed when Run returned
+}
+
+// New returns a Forwarder. api may be nil (no ORDERAPI_URL): receipts are
+// then dropped and counted.
+func New(cfg Config, api API, log *slog.Logger, m *metrics.Metrics) *Forwarder {
+	return &Forwarder{
+		cfg: cfg.withDefaults(), api: api, log: log,
+		ack: newCounters(m.ReceiptsForwarded, metrics.ReceiptAck), seen: newCounters(m.ReceiptsForwarded, metrics.ReceiptSeen),
+		byMerch: make(map[string]*pending),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// Ack records that a socket of merchant has every event up to seq; only the
+// highest ack per merchant is forwarded. It never blocks on the network.
+func (f *Forwarder) Ack(merchant string, seq uint64) {
+	f.mu.Lock()
+	p := f.entryLocked(merchant)
+	if p == nil {
+		f.mu.Unlock()
+		f.ack.dropped.Inc()
+		return
+	}
+	p.ack = max(p.ack, seq)
+	f.mu.Unlock()
+}
+
+// Seen records that a person looked at orderNo on a socket of merchant
+// whose token is bearer (expiring at exp; zero: never). An order already
+// pending is not added again. It never blocks on the network.
+func (f *Forwarder) Seen(merchant, orderNo, bearer string, exp time.Time) {
+	f.mu.Lock()
+	p := f.entryLocked(merchant)
+	if p == nil {
+		f.mu.Unlock()
+		f.seen.dropped.Inc()
+		return
+	}
+	if _, dup := p.seen[orderNo]; dup {
+		f.mu.Unlock()
+		return
+	}
+	if f.nseen >= f.cfg.MaxSeen {
+		f.mu.Unlock()
+		f.seen.dropped.Inc()
+		return
+	}
+	if p.seen == nil {
+		p.seen = make(map[string]struct{}, 1)
+	}
+	p.seen[orderNo] = struct{}{}
+	f.nseen++
+	if p.bearer == "" || exp.IsZero() || (!p.exp.IsZero() && exp.After(p.exp)) {
+		p.bearer, p.exp = bearer, exp
+	}
+	f.mu.Unlock()
+}
+
+// entryLocked is merchant's pending entry, made if there is room; nil when
+// the receipt is to be dropped. f.mu must be held.
+func (f *Forwarder) entryLocked(merchant string) *pending {
+	if f.closed || f.api == nil {
+		return nil
+	}
+	p := f.byMerch[merchant]
+	if p == nil {
+		if len(f.byMerch) >= f.cfg.MaxMerchants {
+			return nil
+		}
+		p = new(pending)
+		f.byMerch[merchant] = p
+	}
+	return p
+}
+
+// Run flushes every Interval until ctx ends or Close is called, then sends
+// what is still pending and returns. Call it once.
+func (f *Forwarder) Run(ctx context.Context) {
+	defer close(f.done)
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.started = true
+	f.mu.Unlock()
+	t := time.NewTicker(f.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			f.flush(ctx)
+		case <-ctx.Done():
+			f.shut()
+			f.flush(ctx)
+			return
+		case <-f.stop:
+			f.flush(ctx)
+			return
+		}
+	}
+}
+
+// Close stops taking receipts, sends what is pending (within one Budget)
+// and returns once Run has returned. It is idempotent.
+func (f *Forwarder) Close() {
+	started := f.shut()
+	f.stopOnce.Do(func() { close(f.stop) })
+	if started {
+		<-f.done
+		return
+	}
+	f.flush(context.Background())
+}
+
+// shut makes later receipts drops and reports whether Run took over.
+func (f *Forwarder) shut() (started bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return f.started
+}
+
+// job is one request of a flush.
+type job struct {
+	merchant string
+	ack      uint64 // an ack when orderNo is empty
+	orderNo  string
+	bearer   string
+}
+
+// flush sends everything pending. Its context is detached from ctx (a
+// closing gateway still sends what it took) and ends after Budget.
+func (f *Forwarder) flush(ctx context.Context) {
+	f.mu.Lock()
+	if len(f.byMerch) == 0 {
+		f.mu.Unlock()
+		return
+	}
+	taken := f.byMerch
+	jobs := make([]job, 0, len(taken)+f.nseen)
+	f.byMerch, f.nseen = make(map[string]*pending, len(taken)), 0
+	f.mu.Unlock()
+	for mid, p := range taken {
+		if p.ack > 0 {
+			jobs = append(jobs, job{merchant: mid, ack: p.ack})
+		}
+		for no := range p.seen {
+			jobs = append(jobs, job{merchant: mid, orderNo: no, bearer: p.bearer})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.Budget)
+	defer cancel()
+	next := make(chan job)
+	var (
+		wg      sync.WaitGroup
+		failMu  sync.Mutex
+		failed  int
+		lastErr error
+	)
+	for range min(f.cfg.Concurrency, len(jobs)) {
+		wg.Go(func() {
+			for j := range next {
+				if err := f.send(ctx, j); err != nil {
+					failMu.Lock()
+					failed, lastErr = failed+1, err
+					failMu.Unlock()
+				}
+			}
+		})
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	if failed > 0 {
+		// One line per flush: an order API that is down fails every job.
+		f.log.LogAttrs(ctx, slog.LevelWarn, "receipts not forwarded: the order api did not answer in time",
+			slog.Int("failed", failed), slog.Int("requests", len(jobs)), logging.Err(lastErr))
+	}
+}
+
+// send makes one request, retrying transient failures while ctx lasts, and
+// counts its result. It returns the last error of a request that failed
+// for good without a refusal.
+func (f *Forwarder) send(ctx context.Context, j job) error {
+	c := f.ack
+	if j.orderNo != "" {
+		c = f.seen
+	}
+	wait := retryBase
+	for {
+		var err error
+		if j.orderNo == "" {
+			err = f.api.Ack(ctx, j.merchant, j.ack)
+		} else {
+			err = f.api.Seen(ctx, j.orderNo, j.bearer)
+		}
+		switch {
+		case err == nil:
+			c.ok.Inc()
+			return nil
+		case !transient(err):
+			c.rejected.Inc()
+			f.refused(ctx, j, err)
+			return nil
+		}
+		d := rand.N(wait) + 1
+		wait = min(2*wait, retryCap)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			c.failed.Inc()
+			return err
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+}
+
+// transient reports whether a failed request may succeed when repeated:
+// no answer, or an overloaded or failing order API.
+func transient(err error) bool {
+	var e *orderapi.Error
+	if !errors.As(err, &e) {
+		return true
+	}
+	return e.Status >= 500 || e.Status == http.StatusTooManyRequests
+}
+
+// refused logs a receipt the order API refused: a client's mistake (an
+// ack above the merchant's seq, another merchant's order), not the
+// gateway's.
+func (f *Forwarder) refused(ctx context.Context, j job, err error) {
+	if !f.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs := []slog.Attr{slog.String(logging.KeyMerchant, j.merchant), logging.Err(err)}
+	if j.orderNo != "" {
+		attrs = append(attrs, slog.String(logging.KeyOrderNo, j.orderNo))
+	} else {
+		attrs = append(attrs, slog.Uint64(logging.KeySeq, j.ack))
+	}
+	f.log.LogAttrs(ctx, slog.LevelDebug, "receipt refused by the order api", attrs...)
+}
