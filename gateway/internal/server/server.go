@@ -1,6 +1,7 @@
 // Package server assembles the gateway: the Echo HTTP server with the socket
-// endpoint, health and metrics, the Redis subscriber, the hub, presence and
-// the SIGTERM drain (PROTOCOL.md "Merchant socket", "Running it").
+// endpoint, health and metrics, the Redis subscriber, the hub, presence, the
+// receipts forwarder and the SIGTERM drain (PROTOCOL.md "Merchant socket",
+// "Running it").
 //
 // A Server is built by New and runs once: Serve (or Run) blocks until its
 // context ends and then drains.
