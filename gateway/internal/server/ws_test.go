@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/wstest"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/token"
@@ -206,7 +207,8 @@ func TestClientFrames(t *testing.T) {
 	c := dial(t, g.URL, mid, -1)
 	ctx := context.Background()
 	for _, msg := range []string{`{"event":"ping"}`, `nonsense`, `{"event":"subscribe"}`,
-		`{"event":"process","data":{"orderNo":"x"}}`, `{"event":"process","data":{"orderNo":"u100000000000000000001"}}`, `{"event":"ping"}`} {
+		`{"event":"process","data":{"orderNo":"x"}}`, `{"event":"process","data":{"orderNo":"u100000000000000000001"}}`,
+		`{"event":"ack","seq":1}`, `{"event":"seen","data":{"orderNo":"u100000000000000000001"}}`, `{"event":"ping"}`} {
 		if err := c.Send(ctx, []byte(msg)); err != nil {
 			t.Fatal(err)
 		}
@@ -222,9 +224,14 @@ func TestClientFrames(t *testing.T) {
 			errs = append(errs, d.Code)
 		}
 	}
-	// Three malformed frames, and process without ORDERAPI_URL.
-	if strings.Join(errs, ",") != "invalid_frame,invalid_frame,invalid_frame,unavailable" {
+	// Three malformed frames, process without ORDERAPI_URL, and an ack
+	// above hello's seq 0. The seen is dropped without an answer (no
+	// ORDERAPI_URL), and counted.
+	if strings.Join(errs, ",") != "invalid_frame,invalid_frame,invalid_frame,unavailable,invalid_field" {
 		t.Fatalf("error codes %v", errs)
+	}
+	if n := g.metric(g.srv.m.ReceiptsForwarded.WithLabelValues(metrics.ReceiptSeen, "dropped")); n != 1 {
+		t.Fatalf("dropped seen counted %v, want 1", n)
 	}
 	if err := c.Send(ctx, []byte(`{"event":"ping","pad":"`+strings.Repeat("x", 70<<10)+`"}`)); err != nil {
 		t.Fatal(err)
