@@ -16,6 +16,7 @@ import (
 
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/token"
+	"orderpush/pkg/webhooktest"
 	"orderpush/scripts/launch"
 	"orderpush/scripts/observability"
 )
@@ -76,8 +77,8 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rules) < 6 {
-		t.Errorf("%d alerts, want at least 6", len(rules))
+	if len(rules) < 8 {
+		t.Errorf("%d alerts, want at least 8", len(rules))
 	}
 	for name := range rules {
 		if !bytes.Contains(tests, []byte("alertname: "+name+"\n")) {
@@ -95,7 +96,13 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 // be there.
 func TestMetricNamesExist(t *testing.T) {
 	r := root(t)
-	sys := launch.StartSystemT(t, launch.SystemSpec{Bins: bins, RedisURL: redistest.SharedURL(t), Gateways: 1})
+	// The attention webhook's metrics exist only when it is on.
+	secret := launch.NewSecret()
+	rcv := webhooktest.New(t, []byte(secret))
+	sys := launch.StartSystemT(t, launch.SystemSpec{
+		Bins: bins, RedisURL: redistest.SharedURL(t), Gateways: 1,
+		OrderAPIEnv: []string{"ATTENTION_WEBHOOK_URL=" + rcv.URL(), "ATTENTION_WEBHOOK_SECRET=" + secret},
+	})
 	gw := sys.Gateways[0]
 	merchant := redistest.Unique("obs")
 
@@ -162,7 +169,7 @@ func TestMetricNamesExist(t *testing.T) {
 	for name, e := range rules {
 		exprs["alert "+name] = []string{e}
 	}
-	if len(dash) < 10 || len(rules) < 6 {
+	if len(dash) < 10 || len(rules) < 8 {
 		t.Fatalf("read %d panels and %d rules: the files did not parse as expected", len(dash), len(rules))
 	}
 	for _, m := range observability.Missing(exprs, exported) {
