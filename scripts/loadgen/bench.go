@@ -39,6 +39,10 @@ type BenchConfig struct {
 	Fanout   FanoutConfig
 	Orders   OrdersConfig
 	Churn    ChurnConfig
+	// Transports are measured side by side in every run's idle, latency
+	// (frames straight to Redis) and fanout scenarios, in this order; ws
+	// alone when empty. The floors are measured with the first.
+	Transports []string
 	// Big is the socket count of the one-off large idle run (100k); 0 skips.
 	// One process may not hold more than its open-file limit, so the run
 	// uses enough gateway replicas and load generator processes (WorkerCmd)
@@ -69,6 +73,9 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 	if len(cfg.Databases) == 0 {
 		cfg.Databases = []string{DBSQLite, DBPostgres}
 	}
+	if len(cfg.Transports) == 0 {
+		cfg.Transports = []string{TransportWS}
+	}
 	var all []Metric
 	var errs []error
 	record := func(r *Report, err error) {
@@ -97,6 +104,15 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		}
 		return e, nil
 	}
+	// restart gives the next idle run fresh gateway processes (an RSS
+	// baseline must be a new process's) and a new Env for them.
+	restart := func(e *Env) (*Env, error) {
+		if err := st.RestartGateways(ctx); err != nil {
+			return e, err
+		}
+		e.Close()
+		return env()
+	}
 	loop := false
 	for _, sc := range AllScenarios {
 		loop = loop || cfg.want(sc)
@@ -122,32 +138,42 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		if cfg.want(ScenarioIdle) {
 			c := cfg.Idle
 			c.Verify, c.Fresh = true, false
-			record(Idle(ctx, e, c, run))
+			for i, t := range cfg.Transports {
+				if i > 0 {
+					if e, err = restart(e); err != nil {
+						return nil, err
+					}
+				}
+				c.Transport = t
+				record(Idle(ctx, e, c, run))
+			}
 			// Merchants without any order yet: their first socket makes the
 			// gateway ask the order API for the state Redis lacks.
-			if err := st.RestartGateways(ctx); err != nil {
+			if e, err = restart(e); err != nil {
 				return nil, err
 			}
-			e.Close()
-			if e, err = env(); err != nil {
-				return nil, err
-			}
-			c.Fresh = true
+			c.Fresh, c.Transport = true, TransportWS
 			record(Idle(ctx, e, c, run))
 		}
 		if cfg.want(ScenarioLatency) {
 			c := cfg.Latency
-			c.Mode, c.Variant, c.Floor = ModeRedis, ModeRedis, true
-			record(Latency(ctx, e, c, run))
+			c.Mode, c.Variant = ModeRedis, ModeRedis
+			for i, t := range cfg.Transports {
+				c.Transport, c.Floor = t, i == 0
+				record(Latency(ctx, e, c, run))
+			}
+			c.Transport, c.Floor = TransportWS, true
 			for _, rate := range cfg.RefRates {
 				c.Rate, c.Variant, c.Reference = rate, fmt.Sprintf("redis@%g", rate), true
 				record(Latency(ctx, e, c, run))
 			}
 		}
 		if cfg.want(ScenarioFanout) {
-			c := cfg.Fanout
-			c.Floor = true
-			record(Fanout(ctx, e, c, run))
+			for i, t := range cfg.Transports {
+				c := cfg.Fanout
+				c.Floor, c.Transport = i == 0, t
+				record(Fanout(ctx, e, c, run))
+			}
 		}
 		for _, db := range cfg.Databases {
 			if !cfg.want(ScenarioLatency) && !cfg.want(ScenarioOrders) && !(cfg.want(ScenarioChurn) && db == DBSQLite) {
@@ -215,6 +241,10 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 	rows := Aggregate(all)
 	fmt.Fprintf(cfg.Out, "\n######## summary: median of %d runs (spread min..max)\n", cfg.Runs)
 	WriteSummary(cfg.Out, rows)
+	if len(cfg.Transports) > 1 {
+		fmt.Fprintf(cfg.Out, "\n######## transports side by side: median of %d runs (spread min..max), ratio to %s\n", cfg.Runs, cfg.Transports[0])
+		WriteTransports(cfg.Out, rows, cfg.Transports, cfg.Fanout.Batch)
+	}
 	return rows, errors.Join(append(errs, ctx.Err())...)
 }
 

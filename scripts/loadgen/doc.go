@@ -15,7 +15,12 @@
 // library: with tens of thousands of sockets and half a million frames a
 // second on the same two cores as the system under test, the load generator's
 // own cost per socket and per frame must stay small, and the same client
-// reads from the gateways and from the floor server.
+// reads from the gateways and from the floor server. The idle, latency and
+// fanout scenarios also speak the other transports (-transport): an SSE
+// reader of GET /sse (sseclient.go) and a socket.io client over Engine.IO's
+// websocket transport on the same RFC 6455 client (sioclient.go), each with
+// one goroutine and two small buffers per socket, both handing the fleet the
+// native frames, so every figure is taken the same way for all three.
 //
 // Latency is measured on this process's monotonic clock: the send time of each
 // order (or frame) is recorded locally just before the request, and each

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,10 +17,13 @@ type FanoutConfig struct {
 	Duration time.Duration // of the publishing phase
 	Limit    int           // frames at most
 	Window   int           // frames published but not yet received by every socket, at most
-	Batch    bool          // ?batch=1 (and a coalescing floor)
-	Floor    bool          // measure the in-process WebSocket floor first
-	Parallel int
-	Drain    time.Duration
+	Batch    bool          // ?batch=1 (and a coalescing floor), WebSocket only
+	// Transport of the K sockets: TransportWS (default), TransportSSE or
+	// TransportSocketIO. The floor is a WebSocket server whatever it is.
+	Transport string
+	Floor     bool // measure the in-process WebSocket floor first
+	Parallel  int
+	Drain     time.Duration
 }
 
 func (c *FanoutConfig) defaults() {
@@ -126,6 +130,15 @@ func fanPhase(ctx context.Context, e *Env, fl *Fleet, c *fanCounter, cfg FanoutC
 	return res, nil
 }
 
+// fanoutVariant labels a fan-out report: "batch" for WebSockets with
+// ?batch=1 (which only they have), then the transport.
+func fanoutVariant(batch bool, transport string) string {
+	if batch && cmp.Or(transport, TransportWS) == TransportWS {
+		return "batch"
+	}
+	return transportVariant("", transport)
+}
+
 // Fanout runs the fan-out scenario: one merchant with K sockets, frames
 // published straight to Redis as fast as the window allows, deliveries/s.
 func Fanout(ctx context.Context, e *Env, cfg FanoutConfig, run int) (*Report, error) {
@@ -138,9 +151,7 @@ func Fanout(ctx context.Context, e *Env, cfg FanoutConfig, run int) (*Report, er
 	}
 	e.NextRun() // fresh merchants: no history from an earlier scenario
 	r := &Report{Scenario: "fanout", Run: run, Started: time.Now()}
-	if cfg.Batch {
-		r.Variant = "batch"
-	}
+	r.Variant = fanoutVariant(cfg.Batch, cfg.Transport)
 	var floor *fanResult
 	if cfg.Floor {
 		fr, err := fanoutFloor(ctx, e, cfg)
@@ -151,7 +162,7 @@ func Fanout(ctx context.Context, e *Env, cfg FanoutConfig, run int) (*Report, er
 	}
 	merchant := e.MerchantID("f", 0)
 	c := newFanCounter(e, cfg.Limit)
-	fl, err := NewFleet(e, []string{merchant}, FleetOptions{Batch: cfg.Batch, OnFrame: c.onFrame})
+	fl, err := NewFleet(e, []string{merchant}, FleetOptions{Batch: cfg.Batch, OnFrame: c.onFrame, Transport: cfg.Transport})
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +171,7 @@ func Fanout(ctx context.Context, e *Env, cfg FanoutConfig, run int) (*Report, er
 	if op.Failed > 0 {
 		r.Notef("%d of %d sockets failed to open: %v", op.Failed, cfg.Sockets, op.Errors)
 	}
-	wait := e.Profile.CPU(ctx, fmt.Sprintf("fanout-run%d", run), min(cfg.Duration, 10*time.Second))
+	wait := e.Profile.CPU(ctx, fmt.Sprintf("%s-run%d", transportVariant("fanout", cfg.Transport), run), min(cfg.Duration, 10*time.Second))
 	cpu := e.startCPU()
 	res, err := fanPhase(ctx, e, fl, c, cfg, "fanout", func(ctx context.Context, seq uint64) error {
 		_, err := e.Stream.Publish(ctx, merchant, seq, int64(seq), OrderFrame(merchant, seq, time.Now()))

@@ -43,7 +43,7 @@ type Sock struct {
 
 	seen    atomic.Int64 // fresh stream frames, readable while running
 	other   atomic.Int64 // frames without seq (pong, notice, ...)
-	conn    *wsConn
+	conn    frameConn
 	closing atomic.Bool
 	dropped atomic.Bool
 	done    chan struct{}
@@ -55,9 +55,10 @@ func (s *Sock) Err() error { return s.err }
 
 // FleetOptions shape what the sockets do with frames.
 type FleetOptions struct {
-	Batch        bool // ?batch=1
-	Record       bool // keep a Receipt per fresh frame
-	RecordOrders bool // and the frame's orderNo
+	Transport    string // TransportWS (the default), TransportSSE or TransportSocketIO
+	Batch        bool   // ?batch=1, WebSocket only
+	Record       bool   // keep a Receipt per fresh frame
+	RecordOrders bool   // and the frame's orderNo
 	// OnFrame, when set, is called by the reader goroutines for each fresh
 	// stream frame; it must be fast and safe for concurrent use.
 	OnFrame func(s *Sock, seq uint64)
@@ -88,6 +89,12 @@ func NewFleet(env *Env, merchants []string, opts FleetOptions) (*Fleet, error) {
 	}
 	if opts.URLs == nil {
 		opts.URLs = env.Gateways
+	}
+	if opts.Transport == "" {
+		opts.Transport = TransportWS
+	}
+	if err := checkTransport(opts.Transport); err != nil {
+		return nil, err
 	}
 	if len(opts.URLs) == 0 {
 		return nil, env.NeedGateways()
@@ -209,30 +216,23 @@ func errKey(err error) string {
 // dial opens s and reads its hello.
 func (f *Fleet) dial(ctx context.Context, s *Sock) error {
 	g := f.opts.URLs[s.Gateway]
-	u := *g
-	q := u.Query()
-	q.Set("token", f.tokens[s.Merchant])
-	if f.opts.Batch {
-		q.Set("batch", "1")
-	}
-	u.RawQuery = q.Encode()
 	d := &net.Dialer{LocalAddr: f.sourceAddr(g, s.Index)}
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Connect)
 	defer cancel()
 	t0 := time.Now()
-	c, err := dialWS(ctx, d, &u, nil)
+	c, err := dialTransport(ctx, d, f.opts.Transport, g, f.tokens[s.Merchant], f.opts.Batch)
 	if err != nil {
 		return err
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		_ = c.nc.SetReadDeadline(dl)
+		_ = c.SetReadDeadline(dl)
 	}
 	msg, err := c.ReadMessage()
 	if err != nil {
 		c.CloseNow()
 		return fmt.Errorf("read hello: %w", err)
 	}
-	_ = c.nc.SetReadDeadline(time.Time{})
+	_ = c.SetReadDeadline(time.Time{})
 	var hello struct {
 		Event string         `json:"event"`
 		Data  wire.HelloData `json:"data"`

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,13 +66,15 @@ type WorkerSpec struct {
 	Parallel   int
 	SourceIPs  int
 	SourceBase int
+	Transport  string
 }
 
 // Args renders the spec as idle-worker flags.
 func (w WorkerSpec) Args() []string {
 	return []string{"-gateways", strings.Join(w.Gateways, ","), "-run", w.RunID,
 		"-merchants", strconv.Itoa(w.Merchants), "-first", strconv.Itoa(w.First), "-sockets", strconv.Itoa(w.Sockets),
-		"-parallel", strconv.Itoa(w.Parallel), "-srcips", strconv.Itoa(w.SourceIPs), "-srcbase", strconv.Itoa(w.SourceBase)}
+		"-parallel", strconv.Itoa(w.Parallel), "-srcips", strconv.Itoa(w.SourceIPs), "-srcbase", strconv.Itoa(w.SourceBase),
+		"-transport", cmp.Or(w.Transport, TransportWS)}
 }
 
 // workerOpened is the worker's first line on stdout.
@@ -102,7 +105,7 @@ func RunIdleWorker(ctx context.Context, spec WorkerSpec, secret []byte, in io.Re
 	for i := range merchants {
 		merchants[i] = e.MerchantID("i", i)
 	}
-	fl, err := NewFleet(e, merchants, FleetOptions{})
+	fl, err := NewFleet(e, merchants, FleetOptions{Transport: spec.Transport})
 	if err != nil {
 		return err
 	}
@@ -178,7 +181,8 @@ func (h *procHolder) open(ctx context.Context, n, parallel int) (OpenResult, err
 			share++
 		}
 		spec := WorkerSpec{Gateways: gws, RunID: h.e.RunID, Merchants: h.cfg.Merchants, First: first, Sockets: share,
-			Parallel: max(8, parallel/procs), SourceIPs: max(1, h.e.SourceIPs), SourceBase: w * max(1, h.e.SourceIPs)}
+			Parallel: max(8, parallel/procs), SourceIPs: max(1, h.e.SourceIPs), SourceBase: w * max(1, h.e.SourceIPs),
+			Transport: h.cfg.Transport}
 		first += share
 		cmd := exec.CommandContext(ctx, cmdline[0], append(append(cmdline[1:len(cmdline):len(cmdline)], "idle-worker"), spec.Args()...)...)
 		cmd.Env = append(os.Environ(), "JWT_SECRET="+string(h.e.Secret))

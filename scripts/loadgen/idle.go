@@ -30,6 +30,7 @@ type IdleConfig struct {
 	// open (RLIMIT_NOFILE).
 	Procs     int
 	WorkerCmd []string
+	Transport string // TransportWS (default), TransportSSE or TransportSocketIO
 }
 
 func (c *IdleConfig) defaults() {
@@ -99,6 +100,7 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 	if cfg.Fresh {
 		r.Variant = strings.TrimPrefix(r.Variant+"-fresh", "-")
 	}
+	r.Variant = transportVariant(r.Variant, cfg.Transport)
 	merchants := make([]string, cfg.Merchants)
 	for i := range merchants {
 		merchants[i] = e.MerchantID("i", i)
@@ -119,7 +121,7 @@ func Idle(ctx context.Context, e *Env, cfg IdleConfig, run int) (*Report, error)
 		h = &procHolder{e: e, cfg: cfg}
 		r.Notef("sockets held by %d load generator processes (open-file limit %d each)", cfg.Procs, fileLimit())
 	} else {
-		fl, err := NewFleet(e, merchants, FleetOptions{})
+		fl, err := NewFleet(e, merchants, FleetOptions{Transport: cfg.Transport})
 		if err != nil {
 			return nil, err
 		}

@@ -28,8 +28,9 @@ type LatencyConfig struct {
 	Floor     bool          // measure the raw Redis pub/sub floor first, at the same rate
 	Drain     time.Duration // wait for the last frames after the phase
 	Parallel  int           // dials in flight while opening
-	Batch     bool
-	Variant   string // report label, e.g. the database behind the order API
+	Batch     bool          // ?batch=1, WebSocket only
+	Transport string        // TransportWS (default), TransportSSE or TransportSocketIO
+	Variant   string        // report label, e.g. the database behind the order API; a transport other than ws is appended
 	// Reference marks a run that issue 6 sets no target for (another rate).
 	Reference bool
 }
@@ -209,7 +210,7 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 		return nil, err
 	}
 	e.NextRun() // fresh merchants: no history from an earlier scenario
-	r := &Report{Scenario: "latency", Variant: cfg.Variant, Run: run, Started: time.Now()}
+	r := &Report{Scenario: "latency", Variant: transportVariant(cfg.Variant, cfg.Transport), Run: run, Started: time.Now()}
 	merchants := make([]string, cfg.Merchants)
 	for i := range merchants {
 		merchants[i] = e.MerchantID("l", i)
@@ -232,7 +233,7 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 			r.Notef("floor schedule slipped: %d publishes >1ms late, max %s", fr.Pace.LateJobs, fr.Pace.MaxLag)
 		}
 	}
-	fl, err := NewFleet(e, merchants, FleetOptions{Record: true, RecordOrders: cfg.Mode == ModeHTTP, Batch: cfg.Batch})
+	fl, err := NewFleet(e, merchants, FleetOptions{Record: true, RecordOrders: cfg.Mode == ModeHTTP, Batch: cfg.Batch, Transport: cfg.Transport})
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +250,7 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 		return r, err
 	}
 	cpu := e.startCPU()
-	pr, err := runFlow(ctx, e, fl, flow, cfg.Rate, cfg.Duration, cfg.Workers, cfg.Drain, fmt.Sprintf("latency-%s-run%d", cfg.Variant, run))
+	pr, err := runFlow(ctx, e, fl, flow, cfg.Rate, cfg.Duration, cfg.Workers, cfg.Drain, fmt.Sprintf("latency-%s-run%d", r.Variant, run))
 	cpu.addCPU(r, "")
 	tapLat := tap.stop(flow)
 	if err != nil {

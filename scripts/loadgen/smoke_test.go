@@ -14,7 +14,8 @@ import (
 
 // TestSmokeBench runs every scenario at a tiny size against a launched stack:
 // a real redis-server, the order API on SQLite and then on PostgreSQL, and
-// two gateway processes. It checks that each scenario produced its figures
+// two gateway processes; idle, latency and fanout once per transport (ws,
+// SSE, socket.io). It checks that each scenario produced its figures
 // and that nothing was lost; it asserts no timing.
 func TestSmokeBench(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
@@ -43,6 +44,7 @@ func TestSmokeBench(t *testing.T) {
 		Orders:    OrdersConfig{Clients: 4, Duration: 500 * time.Millisecond, Merchants: 8},
 		Churn: ChurnConfig{Stable: 30, Merchants: 6, ChurnRate: 20, Lifetime: 200 * time.Millisecond,
 			Rate: 50, Duration: time.Second, Drain: 20 * time.Second},
+		Transports: AllTransports,
 		ProfileDir: filepath.Join(dir, "profiles"),
 		Out:        &out,
 		JSON:       &js,
@@ -69,6 +71,15 @@ func TestSmokeBench(t *testing.T) {
 		"orders/sqlite/orders_per_s", "orders/postgres/orders_per_s",
 		"churn/http/stable_lost", "churn/http/presence_mismatch",
 	}
+	zero := []string{"idle//verify_missing", "latency/redis/lost", "latency/sqlite/lost", "latency/postgres/lost",
+		"latency/redis/dup_or_reordered", "fanout/batch/lost", "churn/http/stable_lost", "churn/http/churn_dup_or_reordered",
+		"churn/http/presence_mismatch", "orders/sqlite/failed", "orders/postgres/failed"}
+	for _, tr := range []string{TransportSSE, TransportSocketIO} {
+		mustHave = append(mustHave, "idle/"+tr+"/rss_per_socket", "idle/"+tr+"/goroutines_per_socket", "idle/"+tr+"/connects_per_s",
+			"latency/redis-"+tr+"/p99", "fanout/"+tr+"/deliveries_per_s")
+		zero = append(zero, "idle/"+tr+"/verify_missing", "idle/"+tr+"/failed", "latency/redis-"+tr+"/lost",
+			"latency/redis-"+tr+"/dup_or_reordered", "fanout/"+tr+"/lost", "fanout/"+tr+"/dup_or_reordered")
+	}
 	for _, k := range mustHave {
 		r, ok := got[k]
 		if !ok {
@@ -86,9 +97,7 @@ func TestSmokeBench(t *testing.T) {
 		t.Errorf("fanout has no floor: %+v", r)
 	}
 	// Correctness, not speed: every frame reached every socket, exactly once.
-	for _, k := range []string{"idle//verify_missing", "latency/redis/lost", "latency/sqlite/lost", "latency/postgres/lost",
-		"latency/redis/dup_or_reordered", "fanout/batch/lost", "churn/http/stable_lost", "churn/http/churn_dup_or_reordered",
-		"churn/http/presence_mismatch", "orders/sqlite/failed", "orders/postgres/failed"} {
+	for _, k := range zero {
 		if r, ok := got[k]; ok && r.Median != 0 {
 			t.Errorf("%s = %v, want 0", k, r.Median)
 		}
@@ -98,6 +107,9 @@ func TestSmokeBench(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "summary: median of 1 runs") {
 		t.Error("no summary table in the output")
+	}
+	if !strings.Contains(out.String(), "transports side by side") || !strings.Contains(out.String(), "fanout: deliveries/s") {
+		t.Error("no side-by-side transport table in the output")
 	}
 	if !strings.Contains(js.String(), `"metric":"deliveries_per_s"`) {
 		t.Error("no JSON line for deliveries_per_s")

@@ -41,8 +41,8 @@ const readBufSize = 1024
 // wsGUID is the fixed GUID of the opening handshake (RFC 6455 section 1.3).
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-// DialError is a refused upgrade: the HTTP status and, when the body is the
-// contract's error JSON, its code.
+// DialError is a refused connect (a WebSocket upgrade or an SSE stream): the
+// HTTP status and, when the body is the contract's error JSON, its code.
 type DialError struct {
 	Status int
 	Code   string
@@ -50,12 +50,13 @@ type DialError struct {
 
 func (e *DialError) Error() string {
 	if e.Code != "" {
-		return fmt.Sprintf("upgrade refused: %d %s", e.Status, e.Code)
+		return fmt.Sprintf("refused: %d %s", e.Status, e.Code)
 	}
-	return fmt.Sprintf("upgrade refused: %d", e.Status)
+	return fmt.Sprintf("refused: %d", e.Status)
 }
 
-// CloseError is a close frame received from the server.
+// CloseError is a close frame received from the server, or the closing
+// comment of an SSE stream with the code of the same reason.
 type CloseError struct {
 	Code   int
 	Reason string
@@ -81,10 +82,27 @@ type wsConn struct {
 // dialWS opens a WebSocket to u (ws:// or wss://) through d and completes the
 // opening handshake before ctx ends.
 func dialWS(ctx context.Context, d *net.Dialer, u *url.URL, header http.Header) (*wsConn, error) {
+	nc, err := dialConn(ctx, d, u, u.Scheme == "wss")
+	if err != nil {
+		return nil, err
+	}
+	c := &wsConn{nc: nc, br: bufio.NewReaderSize(nc, readBufSize)}
+	if err := c.handshake(u, header); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// dialConn opens the TCP (and with secure, TLS) connection to u's host,
+// with ctx's deadline on it for the handshake that follows; the caller
+// clears it.
+func dialConn(ctx context.Context, d *net.Dialer, u *url.URL, secure bool) (net.Conn, error) {
 	host := u.Host
 	if u.Port() == "" {
 		port := "80"
-		if u.Scheme == "wss" {
+		if secure {
 			port = "443"
 		}
 		host = net.JoinHostPort(u.Hostname(), port)
@@ -96,7 +114,7 @@ func dialWS(ctx context.Context, d *net.Dialer, u *url.URL, header http.Header) 
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
 	}
-	if u.Scheme == "wss" {
+	if secure {
 		tc := tls.Client(nc, &tls.Config{ServerName: u.Hostname()})
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
@@ -104,13 +122,24 @@ func dialWS(ctx context.Context, d *net.Dialer, u *url.URL, header http.Header) 
 		}
 		nc = tc
 	}
-	c := &wsConn{nc: nc, br: bufio.NewReaderSize(nc, readBufSize)}
-	if err := c.handshake(u, header); err != nil {
-		nc.Close()
-		return nil, err
+	return nc, nil
+}
+
+// refusal reads a refused request's status and the contract's error code
+// from its JSON body, and closes the body.
+func refusal(resp *http.Response) *DialError {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	de := &DialError{Status: resp.StatusCode}
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
 	}
-	_ = nc.SetDeadline(time.Time{})
-	return c, nil
+	if json.Unmarshal(body, &e) == nil {
+		de.Code = e.Error.Code
+	}
+	return de
 }
 
 func (c *wsConn) handshake(u *url.URL, header http.Header) error {
@@ -134,18 +163,7 @@ func (c *wsConn) handshake(u *url.URL, header http.Header) error {
 		return fmt.Errorf("read handshake: %w", err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		de := &DialError{Status: resp.StatusCode}
-		var e struct {
-			Error struct {
-				Code string `json:"code"`
-			} `json:"error"`
-		}
-		if json.Unmarshal(body, &e) == nil {
-			de.Code = e.Error.Code
-		}
-		return de
+		return refusal(resp)
 	}
 	sum := sha1.Sum([]byte(key + wsGUID))
 	if resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
@@ -279,3 +297,6 @@ func (c *wsConn) Close() {
 
 // CloseNow closes the TCP connection without a close frame.
 func (c *wsConn) CloseNow() { _ = c.nc.Close() }
+
+// SetReadDeadline bounds the reads that follow (the wait for hello).
+func (c *wsConn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }

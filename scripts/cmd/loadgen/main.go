@@ -45,14 +45,15 @@ type flags struct {
 	srcIPs, runs, parallel, big, bigSrcIPs                                                                       int
 	stack, quiet, quick                                                                                          bool
 
-	idle     loadgen.IdleConfig
-	latency  loadgen.LatencyConfig
-	fanout   loadgen.FanoutConfig
-	orders   loadgen.OrdersConfig
-	churn    loadgen.ChurnConfig
-	db       string
-	worker   loadgen.WorkerSpec
-	refRates []float64
+	idle       loadgen.IdleConfig
+	latency    loadgen.LatencyConfig
+	fanout     loadgen.FanoutConfig
+	orders     loadgen.OrdersConfig
+	churn      loadgen.ChurnConfig
+	db         string
+	worker     loadgen.WorkerSpec
+	refRates   []float64
+	transports []string
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -104,6 +105,7 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 		fs.IntVar(&w.Parallel, "parallel", 32, "dials in flight")
 		fs.IntVar(&w.SourceIPs, "srcips", 1, "source addresses")
 		fs.IntVar(&w.SourceBase, "srcbase", 0, "first source address offset")
+		fs.StringVar(&w.Transport, "transport", loadgen.TransportWS, "transport")
 		return
 	}
 	fs.StringVar(&f.gateways, "gateways", "", "comma-separated gateway WebSocket URLs (ws://127.0.0.1:8080/ws,...), used round-robin")
@@ -126,6 +128,24 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 	fs.StringVar(&f.binDir, "bin", "", "with -stack or bench: use the gateway and orderapi binaries in this directory instead of building them")
 	fs.StringVar(&f.outDir, "out", "", "with -stack or bench: directory for logs, profiles and results (default artifacts/bench-<time>)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
+	switch scenario {
+	case "idle", "latency", "fanout":
+		fs.Func("transport", "the sockets' transport: ws (default), sse or socketio", func(v string) error {
+			ts, err := loadgen.ParseTransports(v)
+			if err != nil || len(ts) != 1 {
+				return fmt.Errorf("want one of %s", strings.Join(loadgen.AllTransports, ", "))
+			}
+			f.idle.Transport, f.latency.Transport, f.fanout.Transport = ts[0], ts[0], ts[0]
+			return nil
+		})
+	case "bench":
+		fs.Func("transports", "transports measured side by side in idle, latency (redis) and fanout, ratios to the first (default ws; all: "+
+			strings.Join(loadgen.AllTransports, ",")+")", func(v string) error {
+			ts, err := loadgen.ParseTransports(v)
+			f.transports = ts
+			return err
+		})
+	}
 	switch scenario {
 	case "idle", "bench":
 		fs.IntVar(&f.idle.Sockets, "sockets", 10000, "idle: sockets to open")

@@ -123,7 +123,7 @@ func (f *flags) bench(ctx context.Context, stdout, progress io.Writer, fileLimit
 	fmt.Fprintf(stdout, "stack: redis %s, orderapi %s, gateways %s\n", st.RedisURL, st.OrderAPIURL, strings.Join(st.GatewayURLs, " "))
 	cfg := loadgen.BenchConfig{
 		Runs: f.runs, Only: only, Databases: strings.Split(f.dbs, ","),
-		Idle: f.idle, Latency: f.latency, RefRates: f.refRates, Fanout: f.fanout, Orders: f.orders, Churn: f.churn,
+		Idle: f.idle, Latency: f.latency, RefRates: f.refRates, Fanout: f.fanout, Orders: f.orders, Churn: f.churn, Transports: f.transports,
 		Big: f.big, BigSourceIPs: f.bigSrcIPs, SourceIPs: f.srcIPs, WorkerCmd: f.idle.WorkerCmd,
 		ProfileDir: filepath.Join(f.outDir, "profiles"), Out: stdout, JSON: jsonOut, Progress: progress,
 	}
