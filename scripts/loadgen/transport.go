@@ -79,21 +79,13 @@ func dialTransport(ctx context.Context, d *net.Dialer, transport string, gw *url
 		u.Scheme = strings.Replace(u.Scheme, "ws", "http", 1)
 		u.Path = base + "/sse"
 		u.RawQuery = q.Encode()
-		c, err := dialSSE(ctx, d, &u)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
+		return asConn(dialSSE(ctx, d, &u))
 	case TransportSocketIO:
 		u.Path = base + "/socket.io/"
 		q.Set("EIO", "4")
 		q.Set("transport", "websocket")
 		u.RawQuery = q.Encode()
-		c, err := dialSIO(ctx, d, &u, token)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
+		return asConn(dialSIO(ctx, d, &u, token))
 	case TransportWS:
 		q = u.Query()
 		q.Set("token", token)
@@ -101,11 +93,16 @@ func dialTransport(ctx context.Context, d *net.Dialer, transport string, gw *url
 			q.Set("batch", "1")
 		}
 		u.RawQuery = q.Encode()
-		c, err := dialWS(ctx, d, &u, nil)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
+		return asConn(dialWS(ctx, d, &u, nil))
 	}
 	return nil, checkTransport(transport)
+}
+
+// asConn returns a dialled connection as a frameConn (a nil *T must not
+// become a non-nil interface).
+func asConn[T frameConn](c T, err error) (frameConn, error) {
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
