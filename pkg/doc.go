@@ -5,7 +5,10 @@
 //     the notice envelope (PROTOCOL.md).
 //   - token: JWT claims, verification with a pinned algorithm, and minting.
 //   - rediskey: every Redis key and channel name.
-//   - stream: the atomic publish script, history reads and merchant state.
+//   - stream: a merchant stream's reading side: history and state reads,
+//     and the state a gateway raises after asking the order API.
+//   - stream/publish: its writing side, the atomic publish script and the
+//     history bounds (HISTORY_SIZE, HISTORY_TTL); only the order API uses it.
 //   - presence: which connection belongs to which merchant on which replica.
 //   - config, logging: environment parsing and slog set-up.
 package pkg

@@ -139,6 +139,18 @@ func SharedURL(t testing.TB) string {
 	return Start(t).URL()
 }
 
+// SharedClient returns a client of SharedURL, closed when the test ends.
+func SharedClient(t testing.TB) *redis.Client {
+	t.Helper()
+	o, err := redis.ParseURL(SharedURL(t))
+	if err != nil {
+		t.Fatalf("REDIS_URL: %v", err)
+	}
+	c := redis.NewClient(o)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // Unique returns a name unique to this test run, for key and id prefixes on
 // a shared Redis.
 func Unique(prefix string) string {

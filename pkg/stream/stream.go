@@ -1,11 +1,12 @@
-// Package stream is the merchant event stream in Redis: the atomic publish
-// script (history + state + publish, ARCHITECTURE.md "How an order travels" 3), and
-// the reads a gateway replays from. A Store is safe for concurrent use.
+// Package stream is the reading side of a merchant's event stream in Redis:
+// the history a gateway replays from and the merchant's state (newest seq
+// and orderSum), which a gateway also raises after asking the order API.
+// Package stream/publish writes both; this side needs none of its settings.
+// A Store is safe for concurrent use.
 package stream
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"strconv"
@@ -16,81 +17,22 @@ import (
 	"orderpush/pkg/rediskey"
 )
 
-//go:embed publish.lua
-var publishSrc string
+// NoHistoryStateTTL bounds a state SetState writes for a merchant whose
+// history is gone (no event within HISTORY_TTL, or none ever). A state stays
+// true until the next event, whose publish rewrites it, so this TTL only
+// bounds what Redis holds for ids without events; the price of a shorter
+// one is another order API look-up per merchant and period. It equals the
+// default HISTORY_TTL.
+const NoHistoryStateTTL = 24 * time.Hour
 
-var publishScript = redis.NewScript(publishSrc)
-
-// Defaults of PROTOCOL.md (HISTORY_SIZE, HISTORY_TTL).
-const (
-	DefaultHistorySize = 1000
-	DefaultHistoryTTL  = 24 * time.Hour
-)
-
-// Options bound the history. Zero means default.
-type Options struct {
-	HistorySize int
-	HistoryTTL  time.Duration
-}
-
-// Store reads and writes merchant streams on one Redis (single or Cluster).
+// Store reads merchant streams on one Redis (single or Cluster) and raises
+// their state.
 type Store struct {
-	rdb     redis.UniversalClient
-	sharded bool
-	size    int
-	ttl     time.Duration
+	rdb redis.UniversalClient
 }
 
-// New returns a Store. On a *redis.ClusterClient it publishes with SPUBLISH.
-func New(rdb redis.UniversalClient, opt Options) *Store {
-	if opt.HistorySize <= 0 {
-		opt.HistorySize = DefaultHistorySize
-	}
-	if opt.HistoryTTL <= 0 {
-		opt.HistoryTTL = DefaultHistoryTTL
-	}
-	_, sharded := rdb.(*redis.ClusterClient)
-	return &Store{rdb: rdb, sharded: sharded, size: opt.HistorySize, ttl: opt.HistoryTTL}
-}
-
-// Sharded reports whether channels are sharded (Redis Cluster).
-func (s *Store) Sharded() bool { return s.sharded }
-
-// Publish adds frame, the merchant's event seq, to its history, raises its
-// state to (seq, orderSum) if seq is newer, and publishes frame on the
-// merchant's channel, all in one script. An event already in history is
-// neither added nor published again, so re-publishing (the outbox relay) is
-// safe; the result says whether this call published.
-func (s *Store) Publish(ctx context.Context, merchantID string, seq uint64, orderSum int64, frame []byte) (bool, error) {
-	sharded := "0"
-	if s.sharded {
-		sharded = "1"
-	}
-	n, err := publishScript.Run(ctx, s.rdb,
-		[]string{rediskey.History(merchantID), rediskey.State(merchantID)},
-		seq, frame, orderSum, s.size, s.ttl.Milliseconds(), rediskey.Channel(merchantID), sharded,
-	).Int()
-	if err != nil {
-		return false, fmt.Errorf("publish %s seq %d: %w", merchantID, seq, err)
-	}
-	return n == 1, nil
-}
-
-// PublishRaw publishes payload on channel with PUBLISH, or SPUBLISH on a
-// cluster. It is for frames outside a merchant's stream (notices).
-func (s *Store) PublishRaw(ctx context.Context, channel string, payload []byte) (int64, error) {
-	var cmd *redis.IntCmd
-	if s.sharded {
-		cmd = s.rdb.SPublish(ctx, channel, payload)
-	} else {
-		cmd = s.rdb.Publish(ctx, channel, payload)
-	}
-	n, err := cmd.Result()
-	if err != nil {
-		return 0, fmt.Errorf("publish %s: %w", channel, err)
-	}
-	return n, nil
-}
+// New returns a Store.
+func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 
 // History returns the frames with after < seq <= upto that Redis still
 // holds, in seq order, with their seqs. upto 0 means no upper bound. The
@@ -156,10 +98,13 @@ func (s *Store) State(ctx context.Context, merchantID string) (State, error) {
 }
 
 // SetState raises the merchant's state to st if Redis has none or an older
-// one (a zero st is written only where there is none); a gateway uses it after fetching the state from the order API, so the
-// next reader finds it in Redis.
+// one (a zero st is written only where there is none); a gateway uses it
+// after fetching the state from the order API, so the next reader finds it
+// in Redis.
 func (s *Store) SetState(ctx context.Context, merchantID string, st State) error {
-	err := raiseStateScript.Run(ctx, s.rdb, []string{rediskey.State(merchantID)}, st.Seq, st.OrderSum, s.ttl.Milliseconds()).Err()
+	err := raiseStateScript.Run(ctx, s.rdb,
+		[]string{rediskey.State(merchantID), rediskey.History(merchantID)},
+		st.Seq, st.OrderSum, NoHistoryStateTTL.Milliseconds()).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("set state %s: %w", merchantID, err)
 	}
@@ -168,15 +113,22 @@ func (s *Store) SetState(ctx context.Context, merchantID string, st State) error
 
 // raiseStateScript also writes a zero state where there is none, so a
 // merchant without events is known to Redis after one order API look-up and
-// later connects (on any replica) do not ask again. The key expires with
-// the history (ARGV[3], ms): a state written for an id that never gets an
-// event must not stay forever, and the order API can always rebuild it.
+// later connects (on any replica) do not ask again. Nothing written on
+// behalf of a merchant id stays forever: the state expires with the history
+// (KEYS[2]), whose remaining TTL it copies, as the publish script gives both
+// the same one; this side does not know HISTORY_TTL. Without a history,
+// ARGV[3] (ms) bounds it. Both keys carry the merchant's hash tag, so they
+// share a slot on Redis Cluster.
 var raiseStateScript = redis.NewScript(`
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl <= 0 then
+  ttl = ARGV[3]
+end
 local cur = redis.call('HGET', KEYS[1], 'seq')
 if not cur or tonumber(ARGV[1]) > tonumber(cur) then
   redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'orderSum', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ttl)
 elseif redis.call('PTTL', KEYS[1]) == -1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3]) -- written before states expired
+  redis.call('PEXPIRE', KEYS[1], ttl) -- written before states expired
 end
 return 0`)

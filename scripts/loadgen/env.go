@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"orderpush/pkg/config"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/token"
 )
 
@@ -34,7 +34,7 @@ type Env struct {
 	Profile     *Profiler      // gateway profiles during measured phases, nil for none
 
 	Redis  redis.UniversalClient
-	Stream *stream.Store
+	Stream *publish.Publisher
 	HTTP   *http.Client
 
 	epoch time.Time
@@ -84,7 +84,7 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 			return nil, fmt.Errorf("redis url: %w", err)
 		}
 		e.Redis = rc.NewRedis("loadgen")
-		e.Stream = stream.New(e.Redis, stream.Options{})
+		e.Stream = publish.New(e.Redis, publish.Options{})
 	}
 	e.HTTP = &http.Client{
 		Timeout: 30 * time.Second,

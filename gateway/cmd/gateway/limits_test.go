@@ -18,7 +18,7 @@ import (
 
 	"orderpush/gateway/internal/wstest"
 	"orderpush/pkg/redistest"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
@@ -127,7 +127,7 @@ func TestFloodClosed1008(t *testing.T) {
 	o, _ := redis.ParseURL(url)
 	rdb := redis.NewClient(o)
 	defer rdb.Close()
-	store := stream.New(rdb, stream.Options{})
+	store := publish.New(rdb, publish.Options{})
 	mid := redistest.Unique("m")
 	var last uint64
 	publish := func(seq uint64) {

@@ -145,7 +145,7 @@ func TestBadSettingExits1(t *testing.T) {
 		{"SEND_QUEUE_SIZE=lots", "SEND_QUEUE_SIZE"},
 		{"REDIS_URL=mysql://x", "REDIS_URL"},
 		{"ALLOWED_ORIGINS=https://[", "ALLOWED_ORIGINS"},
-		{"HISTORY_TTL=forever", "HISTORY_TTL"},
+		{"PING_INTERVAL=forever", "PING_INTERVAL"},
 		{"GATEWAY_ADDR=nowhere", "GATEWAY_ADDR"},
 	} {
 		cmd := exec.Command(binary)

@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"orderpush/gateway/internal/metrics"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -62,12 +62,17 @@ func frame(seq uint64) []byte {
 	return fmt.Appendf(nil, `{"event":"order","seq":%d,"data":{"orderSum":1}}`, seq)
 }
 
-func setup(t *testing.T, api API) (*Source, *stream.Store, string) {
-	o, _ := redis.ParseURL(redistest.SharedURL(t))
-	rdb := redis.NewClient(o)
-	t.Cleanup(func() { _ = rdb.Close() })
-	st := stream.New(rdb, stream.Options{})
-	return New(st, api, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry())), st, redistest.Unique("m")
+// streams is both sides of the merchant streams: what the order API
+// publishes and what the Source reads.
+type streams struct {
+	*stream.Store
+	*publish.Publisher
+}
+
+func setup(t *testing.T, api API) (*Source, streams, string) {
+	rdb := redistest.SharedClient(t)
+	st := streams{stream.New(rdb), publish.New(rdb, publish.Options{})}
+	return New(st.Store, api, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry())), st, redistest.Unique("m")
 }
 
 func seqs(r Range) []uint64 {
@@ -126,7 +131,7 @@ func TestRangeStopsAtAHoleNobodyHas(t *testing.T) {
 		t.Fatalf("range %v %v", seqs(r), err)
 	}
 	// Without an order API only Redis is asked.
-	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
+	bare := New(st.Store, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
 	if r, err := bare.Range(ctx, mid, 0, 10); err != nil || r.Last(0) != 5 {
 		t.Fatalf("bare range %v %v", seqs(r), err)
 	}
@@ -152,7 +157,7 @@ func TestStateFallsBackToTheAPIAndWritesBack(t *testing.T) {
 	if back, err := st.State(ctx, mid); err != nil || back.Seq != 7 {
 		t.Fatalf("not written back: %+v %v", back, err)
 	}
-	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
+	bare := New(st.Store, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
 	if got, err := bare.State(ctx, redistest.Unique("m")); err != nil || got != (stream.State{}) {
 		t.Fatalf("unknown merchant without api: %+v %v", got, err)
 	}
@@ -188,7 +193,7 @@ func TestNewer(t *testing.T) {
 	if back, err := st.State(ctx, mid); err != nil || back.Seq != 9 {
 		t.Fatalf("order API state not written back: %+v %v", back, err)
 	}
-	bare := New(st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
+	bare := New(st.Store, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), metrics.New(prometheus.NewRegistry()))
 	if got, ok := bare.Newer(ctx, redistest.Unique("m"), 0, 8, true); ok {
 		t.Fatalf("no order API, nothing in Redis: %+v", got)
 	}

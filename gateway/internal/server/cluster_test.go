@@ -11,7 +11,7 @@ import (
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/wire"
 )
 
@@ -76,7 +76,7 @@ func TestRedisCluster(t *testing.T) {
 	frame := wire.MustEncode(wire.EventNotice, 0, 0, wire.NoticeData{Msg: "on a cluster"})
 	env, _ := json.Marshal(wire.Notice{ConnID: h.ConnID, Frame: frame})
 	eventually(t, 5*time.Second, func() error {
-		n, err := stream.New(cc, stream.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(a.Node), env)
+		n, err := publish.New(cc, publish.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(a.Node), env)
 		if err == nil && n == 0 {
 			err = errNotYet
 		}

@@ -21,7 +21,6 @@ import (
 	"orderpush/gateway/web"
 	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
-	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
 )
 
@@ -33,8 +32,6 @@ type Config struct {
 	Redis          config.RedisConfig // REDIS_URL, default redis://127.0.0.1:6379/0
 	JWT            token.Config       // JWT_SECRET / JWT_PUBLIC_KEY_FILE, JWT_ISSUER, JWT_AUDIENCE
 	AllowedOrigins []string           // ALLOWED_ORIGINS, comma-separated; empty: any Origin
-	HistorySize    int                // HISTORY_SIZE, default 1000 (read by the publisher's script)
-	HistoryTTL     time.Duration      // HISTORY_TTL, default 24h
 	SendQueueSize  int                // SEND_QUEUE_SIZE, default 256 frames
 	OrderAPIURL    string             // ORDERAPI_URL, default unset
 	OrderAPIToken  string             // ORDERAPI_TOKEN, default: minted from JWT_SECRET
@@ -72,8 +69,6 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		NodeID:        l.String("NODE_ID", ""),
 		Redis:         l.Redis(),
 		JWT:           l.JWT(),
-		HistorySize:   l.Int("HISTORY_SIZE", stream.DefaultHistorySize, 1, 1_000_000),
-		HistoryTTL:    l.Duration("HISTORY_TTL", stream.DefaultHistoryTTL, time.Second, 365*24*time.Hour),
 		SendQueueSize: l.Int("SEND_QUEUE_SIZE", session.DefaultQueueSize, 1, 1<<16),
 		OrderAPIURL:   l.String("ORDERAPI_URL", ""),
 		OrderAPIToken: l.String("ORDERAPI_TOKEN", ""),

@@ -23,7 +23,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil || log == nil {
 		t.Fatal(err)
 	}
-	if c.Addr != ":8080" || c.SendQueueSize != 256 || c.HistorySize != 1000 || c.HistoryTTL != 24*time.Hour ||
+	if c.Addr != ":8080" || c.SendQueueSize != 256 ||
 		c.GapWait != 100*time.Millisecond || c.ReplayMax != 10000 || c.DrainSpread != 2*time.Second ||
 		c.PprofAddr != "" || c.OrderAPIURL != "" || len(c.AllowedOrigins) != 0 || c.Redis.Single == nil || c.DashboardAPIURL != "" ||
 		c.Redis.Single.Addr != "127.0.0.1:6379" || !validNodeID(c.NodeID) {

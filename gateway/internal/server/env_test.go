@@ -22,7 +22,7 @@ import (
 	"orderpush/gateway/internal/wstest"
 	"orderpush/pkg/config"
 	"orderpush/pkg/redistest"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
@@ -237,11 +237,11 @@ func newRedis(t testing.TB, url string) *redis.Client {
 }
 
 // publisher plays the order API for one merchant: it builds each frame once
-// with wire.Encode and publishes it through pkg/stream, as the order API's
+// with wire.Encode and publishes it through pkg/stream/publish, as the order API's
 // outbox does.
 type publisher struct {
 	t     testing.TB
-	store *stream.Store
+	store *publish.Publisher
 	mid   string
 
 	mu  sync.Mutex
@@ -250,7 +250,7 @@ type publisher struct {
 }
 
 func newPublisher(t testing.TB, rdb redis.UniversalClient, mid string) *publisher {
-	return &publisher{t: t, store: stream.New(rdb, stream.Options{}), mid: mid}
+	return &publisher{t: t, store: publish.New(rdb, publish.Options{}), mid: mid}
 }
 
 // frame builds the next order event without publishing it.

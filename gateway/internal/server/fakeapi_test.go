@@ -13,7 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
@@ -26,7 +26,7 @@ import (
 type fakeAPI struct {
 	t        testing.TB
 	srv      *httptest.Server
-	store    *stream.Store
+	store    *publish.Publisher
 	verifier *token.Verifier
 
 	mu        sync.Mutex
@@ -44,7 +44,7 @@ func newFakeAPI(t testing.TB, rdb redis.UniversalClient) *fakeAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeAPI{t: t, store: stream.New(rdb, stream.Options{}), verifier: v,
+	f := &fakeAPI{t: t, store: publish.New(rdb, publish.Options{}), verifier: v,
 		log: map[string][][]byte{}, sums: map[string][]int64{}, sum: map[string]int64{}, published: map[string]uint64{}, calls: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /merchants/{id}/summary", f.summary)

@@ -21,7 +21,7 @@ import (
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/wire"
 )
 
@@ -143,7 +143,7 @@ func TestReorderedPublishers(t *testing.T) {
 	for seq := 1; seq <= total; seq++ {
 		_, _, frames[seq] = api.commit(mid)
 	}
-	store := stream.New(rdb, stream.Options{})
+	store := publish.New(rdb, publish.Options{})
 	var wg sync.WaitGroup
 	for w := range 2 {
 		wg.Go(func() {

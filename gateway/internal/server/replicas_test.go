@@ -11,7 +11,7 @@ import (
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/wire"
 )
 
@@ -228,7 +228,7 @@ func TestNoticeRouting(t *testing.T) {
 	env, _ := json.Marshal(wire.Notice{ConnID: connID, Frame: frame})
 	// The replica subscribes its node channel at start; wait until it does.
 	eventually(t, 5*time.Second, func() error {
-		n, err := stream.New(rdb, stream.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(loc.Node), env)
+		n, err := publish.New(rdb, publish.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(loc.Node), env)
 		if err == nil && n == 0 {
 			err = errNotYet
 		}

@@ -132,7 +132,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 	})
 	maxConns.Set(float64(cfg.MaxConns))
 	reg.MustRegister(maxConns)
-	store := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
+	store := stream.New(s.rdb)
 	var api backfill.API
 	var rcptAPI receipts.API // nil without ORDERAPI_URL: receipts are dropped
 	if s.api != nil {

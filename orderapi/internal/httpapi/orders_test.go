@@ -283,7 +283,7 @@ func TestProcessAndEventLog(t *testing.T) {
 		var hist []stream.Event
 		apitest.Eventually(t, 5*time.Second, "3 events in redis history", func() bool {
 			var err error
-			hist, err = stream.New(rdb, stream.Options{}).History(t.Context(), m, 0, 0)
+			hist, err = stream.New(rdb).History(t.Context(), m, 0, 0)
 			return err == nil && len(hist) == 3
 		})
 		for i, h := range hist {

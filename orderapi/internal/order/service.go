@@ -22,7 +22,7 @@ import (
 	"orderpush/orderapi/internal/store"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/presence"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
@@ -38,7 +38,7 @@ type Deps struct {
 	Store    *store.Store
 	Outbox   *outbox.Outbox
 	Presence *presence.Registry
-	Streams  *stream.Store
+	Streams  *publish.Publisher
 	Metrics  *metrics.Metrics
 	Logger   *slog.Logger
 	// OrderRate limits POST /orders per member (ORDER_RATE); nil: off.

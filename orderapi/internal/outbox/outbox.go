@@ -24,7 +24,7 @@ import (
 	"orderpush/orderapi/internal/metrics"
 	"orderpush/orderapi/internal/store"
 	"orderpush/pkg/logging"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 )
 
 // Config tunes the outbox. Zero values mean the defaults in brackets.
@@ -70,7 +70,7 @@ func (c *Config) defaults() {
 type Outbox struct {
 	cfg     Config
 	store   *store.Store
-	streams *stream.Store
+	streams *publish.Publisher
 	m       *metrics.Metrics
 	log     *slog.Logger
 	now     func() time.Time
@@ -87,7 +87,7 @@ const markQueue = 8192
 
 // New returns an Outbox; Run must run for rows to be marked, relayed and
 // pruned.
-func New(cfg Config, st *store.Store, streams *stream.Store, m *metrics.Metrics, log *slog.Logger) *Outbox {
+func New(cfg Config, st *store.Store, streams *publish.Publisher, m *metrics.Metrics, log *slog.Logger) *Outbox {
 	cfg.defaults()
 	return &Outbox{cfg: cfg, store: st, streams: streams, m: m, log: log, now: time.Now,
 		marks: make(chan store.EventKey, markQueue)}

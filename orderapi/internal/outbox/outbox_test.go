@@ -139,7 +139,7 @@ func TestRedisDownThenRelay(t *testing.T) {
 		apitest.Eventually(t, 5*time.Second, "all events marked published", func() bool {
 			return env.Count(t, "events WHERE NOT published") == 0
 		})
-		st := stream.New(rs.Client(), stream.Options{})
+		st := stream.New(rs.Client())
 		for _, m := range []string{a, b} {
 			if got := l.got(m); !slices.Equal(got, seqRange(2, 6)) {
 				t.Errorf("merchant %s: published %v; want 2..6 in order, once each", m, got)

@@ -11,7 +11,7 @@ import (
 	"orderpush/orderapi/internal/store"
 	"orderpush/pkg/config"
 	"orderpush/pkg/logging"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/token"
 )
 
@@ -78,8 +78,8 @@ func Load(getenv func(string) string, logOut io.Writer) (Config, *slog.Logger, e
 		DatabaseURL:      l.String("DATABASE_URL", "sqlite://data/orders.db"),
 		Redis:            l.Redis(),
 		JWT:              l.JWT(),
-		HistorySize:      l.Int("HISTORY_SIZE", stream.DefaultHistorySize, 1, 1_000_000),
-		HistoryTTL:       l.Duration("HISTORY_TTL", stream.DefaultHistoryTTL, time.Second, 365*24*time.Hour),
+		HistorySize:      l.Int("HISTORY_SIZE", publish.DefaultHistorySize, 1, 1_000_000),
+		HistoryTTL:       l.Duration("HISTORY_TTL", publish.DefaultHistoryTTL, time.Second, 365*24*time.Hour),
 		EventRetention:   l.Duration("EVENT_RETENTION", 168*time.Hour, time.Minute, 10*365*24*time.Hour),
 		CORSOrigins:      origins(l),
 		RelayInterval:    l.Duration("OUTBOX_RELAY_INTERVAL", time.Second, 10*time.Millisecond, time.Hour),

@@ -29,7 +29,7 @@ import (
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redismetrics"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	m := metrics.New(d.Registry)
 	metrics.RegisterBacklog(d.Registry, s.store.Backlog)
 	redismetrics.Instrument(s.rdb, d.Registry, "orderapi")
-	streams := stream.New(s.rdb, stream.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
+	streams := publish.New(s.rdb, publish.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	s.outbox = outbox.New(outbox.Config{
 		RelayInterval: cfg.RelayInterval, Grace: cfg.RelayGrace, Retention: cfg.EventRetention,
 	}, s.store, streams, m, d.Logger.With("component", "outbox"))

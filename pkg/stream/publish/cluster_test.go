@@ -1,4 +1,4 @@
-package stream_test
+package publish_test
 
 import (
 	"context"
@@ -8,11 +8,12 @@ import (
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 )
 
-// TestPublishOnCluster runs the publish script on a real Redis Cluster: the
-// merchant's keys and channel share a slot, and delivery is by SPUBLISH to a
-// sharded subscriber.
+// TestPublishOnCluster runs the publish and state scripts on a real Redis
+// Cluster: the merchant's keys and channel share a slot, and delivery is by
+// SPUBLISH to a sharded subscriber.
 func TestPublishOnCluster(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -23,8 +24,8 @@ func TestPublishOnCluster(t *testing.T) {
 	}
 	rdb := rc.NewRedis("test")
 	defer rdb.Close()
-	s := stream.New(rdb, stream.Options{})
-	if !s.Sharded() {
+	p, r := publish.New(rdb, publish.Options{}), stream.New(rdb)
+	if !p.Sharded() {
 		t.Fatal("cluster client not detected as sharded")
 	}
 	for _, m := range []string{"m1", "m2", "shop-42"} {
@@ -32,7 +33,7 @@ func TestPublishOnCluster(t *testing.T) {
 		if _, err := sub.Receive(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := s.Publish(ctx, m, 1, 1, frame(1)); err != nil || !ok {
+		if ok, err := p.Publish(ctx, m, 1, 1, frame(1)); err != nil || !ok {
 			t.Fatalf("publish %s: %v %v", m, ok, err)
 		}
 		msg, err := sub.ReceiveMessage(ctx)
@@ -40,11 +41,18 @@ func TestPublishOnCluster(t *testing.T) {
 			t.Fatalf("%s received %v %v", m, msg, err)
 		}
 		_ = sub.Close()
-		if st, err := s.State(ctx, m); err != nil || st.Seq != 1 {
+		if st, err := r.State(ctx, m); err != nil || st.Seq != 1 {
 			t.Fatalf("%s state %+v %v", m, st, err)
 		}
-		if evs, err := s.History(ctx, m, 0, 0); err != nil || len(evs) != 1 {
+		if evs, err := r.History(ctx, m, 0, 0); err != nil || len(evs) != 1 {
 			t.Fatalf("%s history %v %v", m, evs, err)
+		}
+		// The state script reads the history's TTL: both keys share a slot.
+		if err := r.SetState(ctx, m, stream.State{Seq: 2, OrderSum: 2}); err != nil {
+			t.Fatalf("%s set state: %v", m, err)
+		}
+		if st, err := r.State(ctx, m); err != nil || st.Seq != 2 {
+			t.Fatalf("%s state after SetState %+v %v", m, st, err)
 		}
 	}
 }
