@@ -19,12 +19,13 @@ const (
 	ScenarioFanout  = "fanout"
 	ScenarioOrders  = "orders"
 	ScenarioChurn   = "churn"
+	ScenarioAbuse   = "abuse"
 	// ScenarioBig is the one-off large idle run alone (-only big -big N).
 	ScenarioBig = "big"
 )
 
 // AllScenarios in the order the bench runs them.
-var AllScenarios = []string{ScenarioIdle, ScenarioLatency, ScenarioFanout, ScenarioOrders, ScenarioChurn}
+var AllScenarios = []string{ScenarioIdle, ScenarioLatency, ScenarioFanout, ScenarioOrders, ScenarioChurn, ScenarioAbuse}
 
 // BenchConfig is the whole benchmark of issue 6 against a local stack.
 type BenchConfig struct {
@@ -43,6 +44,7 @@ type BenchConfig struct {
 	// (frames straight to Redis) and fanout scenarios, in this order; ws
 	// alone when empty. The floors are measured with the first.
 	Transports []string
+	Abuse      AbuseConfig // runs on the last of Databases, with its limits on
 	// Big is the socket count of the one-off large idle run (100k); 0 skips.
 	// One process may not hold more than its open-file limit, so the run
 	// uses enough gateway replicas and load generator processes (WorkerCmd)
@@ -202,6 +204,23 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 			}
 			if cfg.want(ScenarioChurn) && db == DBSQLite {
 				record(Churn(ctx, e, cfg.Churn, run))
+			}
+		}
+		if cfg.want(ScenarioAbuse) {
+			// The only scenario with the limits on; the next run's
+			// capacity figures get them off again.
+			if err := st.SetLimits(ctx, cfg.Abuse.Limits()); err != nil {
+				return nil, err
+			}
+			e.Close()
+			if e, err = env(); err != nil {
+				return nil, err
+			}
+			c := cfg.Abuse
+			c.Variant = st.Database
+			record(Abuse(ctx, e, c, run))
+			if err := st.SetLimits(ctx, CapacityLimits); err != nil {
+				return nil, err
 			}
 		}
 		e.Close()

@@ -15,10 +15,11 @@ import (
 // TestSmokeBench runs every scenario at a tiny size against a launched stack:
 // a real redis-server, the order API on SQLite and then on PostgreSQL, and
 // two gateway processes; idle, latency and fanout once per transport (ws,
-// SSE, socket.io). It checks that each scenario produced its figures
-// and that nothing was lost; it asserts no timing.
+// SSE, socket.io). It checks that each scenario produced its figures, that
+// nothing was lost and that every limit refused its attacker; it asserts no
+// timing.
 func TestSmokeBench(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	root, err := launch.RepoRoot()
@@ -45,6 +46,9 @@ func TestSmokeBench(t *testing.T) {
 		Churn: ChurnConfig{Stable: 30, Merchants: 6, ChurnRate: 20, Lifetime: 200 * time.Millisecond,
 			Rate: 50, Duration: time.Second, Drain: 20 * time.Second},
 		Transports: AllTransports,
+		Abuse: AbuseConfig{Sockets: 40, Merchants: 8, Rate: 50, Duration: time.Second, Drain: 20 * time.Second,
+			ConnectRate: 100, FloodSockets: 10, OrderRate: 100, SilentSockets: 10,
+			PingInterval: time.Second, PingTimeout: 2 * time.Second, Settle: 200 * time.Millisecond},
 		ProfileDir: filepath.Join(dir, "profiles"),
 		Out:        &out,
 		JSON:       &js,
@@ -70,10 +74,12 @@ func TestSmokeBench(t *testing.T) {
 		"fanout/batch/deliveries_per_s",
 		"orders/sqlite/orders_per_s", "orders/postgres/orders_per_s",
 		"churn/http/stable_lost", "churn/http/presence_mismatch",
+		"abuse/postgres/p99", "abuse/postgres/gateway_rss", "abuse/postgres/connect_tried_per_s",
 	}
 	zero := []string{"idle//verify_missing", "latency/redis/lost", "latency/sqlite/lost", "latency/postgres/lost",
 		"latency/redis/dup_or_reordered", "fanout/batch/lost", "churn/http/stable_lost", "churn/http/churn_dup_or_reordered",
-		"churn/http/presence_mismatch", "orders/sqlite/failed", "orders/postgres/failed"}
+		"churn/http/presence_mismatch", "orders/sqlite/failed", "orders/postgres/failed",
+		"abuse/postgres/lost", "abuse/postgres/base_lost", "abuse/postgres/honest_refusals", "abuse/postgres/silent_online_after"}
 	for _, tr := range []string{TransportSSE, TransportSocketIO} {
 		mustHave = append(mustHave, "idle/"+tr+"/rss_per_socket", "idle/"+tr+"/goroutines_per_socket", "idle/"+tr+"/connects_per_s",
 			"latency/redis-"+tr+"/p99", "fanout/"+tr+"/deliveries_per_s")
@@ -100,6 +106,13 @@ func TestSmokeBench(t *testing.T) {
 	for _, k := range zero {
 		if r, ok := got[k]; ok && r.Median != 0 {
 			t.Errorf("%s = %v, want 0", k, r.Median)
+		}
+	}
+	// Every limit refused its attacker (the abuse scenario runs the last
+	// database of the list, with the limits on).
+	for _, k := range []string{"refused_connect_rate", "frames_limited", "flood_closes", "dead_peer_closes", "orders_limited"} {
+		if r := got["abuse/postgres/"+k]; !(r.Median > 0) {
+			t.Errorf("abuse/postgres/%s = %v, want > 0", k, r.Median)
 		}
 	}
 	if r := got["latency/sqlite/samples"]; r.Median != r.Median || r.Median < 1 {

@@ -37,17 +37,31 @@ type StackConfig struct {
 	Secret     string
 	Binaries   launch.Binaries // built by StartStack when empty
 	LogLevel   string          // of the services, default warn (logging is not what is measured)
-	// GatewayEnv is added to every gateway's environment. The connect
-	// limits are off unless it sets them: the scenarios measure capacity,
-	// with every socket coming from one loopback address and often one
-	// merchant (the abuse scenario turns them on).
-	GatewayEnv []string
+	// Limits are the stack's limit settings until SetLimits changes them;
+	// nil is CapacityLimits.
+	Limits *Limits
+}
+
+// Limits are a scenario's limit settings: environment entries for the
+// gateways and for the order API.
+type Limits struct {
+	Gateway, OrderAPI []string
+}
+
+// CapacityLimits turn off the limits a capacity run would measure instead
+// of the system: it connects every socket from a few loopback addresses,
+// often for one merchant, and places orders from few members as fast as
+// the order API takes them.
+var CapacityLimits = Limits{
+	Gateway:  []string{"CONNECT_RATE=0", "MAX_CONNS_PER_MERCHANT=0"},
+	OrderAPI: []string{"ORDER_RATE=0"},
 }
 
 // Stack is a running local system: Redis, one order API, N gateways, as
 // separate processes. Not safe for concurrent use.
 type Stack struct {
-	cfg StackConfig
+	cfg    StackConfig
+	limits Limits
 
 	RedisURL    string
 	OrderAPIURL string
@@ -98,7 +112,10 @@ func StartStack(ctx context.Context, cfg StackConfig) (*Stack, error) {
 			return nil, err
 		}
 	}
-	s := &Stack{cfg: cfg, RedisURL: cfg.RedisURL}
+	s := &Stack{cfg: cfg, RedisURL: cfg.RedisURL, limits: CapacityLimits}
+	if cfg.Limits != nil {
+		s.limits = *cfg.Limits
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -209,12 +226,9 @@ func (s *Stack) StartOrderAPI(ctx context.Context, db string) error {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(s.apiPort)
 	p, err := launch.Start(context.WithoutCancel(ctx), launch.Spec{Name: "orderapi", Path: s.cfg.Binaries.OrderAPI,
-		Env: []string{"ORDERAPI_ADDR=" + addr, "DATABASE_URL=" + dsn, "REDIS_URL=" + s.RedisURL,
+		Env: append([]string{"ORDERAPI_ADDR=" + addr, "DATABASE_URL=" + dsn, "REDIS_URL=" + s.RedisURL,
 			"JWT_SECRET=" + s.cfg.Secret, "LOG_LEVEL=" + s.cfg.LogLevel,
-			"PPROF_ADDR=127.0.0.1:" + strconv.Itoa(s.apiPprof),
-			// Capacity runs place orders from few members as fast as the
-			// order API takes them: the per-member limit would measure itself.
-			"ORDER_RATE=0"},
+			"PPROF_ADDR=127.0.0.1:" + strconv.Itoa(s.apiPprof)}, s.limits.OrderAPI...),
 		LogFile: filepath.Join(s.cfg.Dir, fmt.Sprintf("orderapi-%d.log", s.gen))})
 	if err != nil {
 		return err
@@ -223,6 +237,16 @@ func (s *Stack) StartOrderAPI(ctx context.Context, db string) error {
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	return p.WaitReady(wctx, s.OrderAPIURL)
+}
+
+// SetLimits restarts the order API (on a fresh database of the same kind)
+// and the gateways with the limit settings l.
+func (s *Stack) SetLimits(ctx context.Context, l Limits) error {
+	s.limits = l
+	if err := s.StartOrderAPI(ctx, s.Database); err != nil {
+		return err
+	}
+	return s.RestartGateways(ctx)
 }
 
 // SetGateways changes the number of gateway replicas the next
@@ -248,8 +272,7 @@ func (s *Stack) RestartGateways(ctx context.Context) error {
 		p, err := launch.Start(context.WithoutCancel(ctx), launch.Spec{Name: fmt.Sprintf("gateway-%d", i), Path: s.cfg.Binaries.Gateway,
 			Env: append([]string{"GATEWAY_ADDR=" + addr, "NODE_ID=" + fmt.Sprintf("bench-gw%d-%d", i, s.gen),
 				"REDIS_URL=" + s.RedisURL, "JWT_SECRET=" + s.cfg.Secret, "ORDERAPI_URL=" + s.OrderAPIURL,
-				"PPROF_ADDR=" + paddr, "LOG_LEVEL=" + s.cfg.LogLevel,
-				"CONNECT_RATE=0", "MAX_CONNS_PER_MERCHANT=0"}, s.cfg.GatewayEnv...),
+				"PPROF_ADDR=" + paddr, "LOG_LEVEL=" + s.cfg.LogLevel}, s.limits.Gateway...),
 			LogFile: filepath.Join(s.cfg.Dir, fmt.Sprintf("gateway-%d-%d.log", i, s.gen))})
 		if err != nil {
 			return err

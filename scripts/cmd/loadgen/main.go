@@ -7,11 +7,13 @@
 //
 //	go run ./scripts/cmd/loadgen <scenario> [flags]
 //
-// Scenarios: idle, latency, fanout, orders, churn run one scenario against a
-// running stack (-gateways, -orderapi, -redis, -secret or JWT_SECRET) or,
+// Scenarios: idle, latency, fanout, orders, churn, abuse run one scenario
+// against a running stack (-gateways, -orderapi, -redis, -secret or JWT_SECRET) or,
 // with -stack, against a local stack it starts; bench starts a local stack
 // and runs every scenario -runs times, printing per-run tables and the
-// medians (scripts/bench.sh). Run with -h after a scenario for its flags.
+// medians (scripts/bench.sh). Only abuse runs with the limits on; a local
+// stack started for the others has them off. Run with -h after a scenario
+// for its flags.
 package main
 
 import (
@@ -37,7 +39,7 @@ func main() {
 	}
 }
 
-const usage = `usage: loadgen <idle|latency|fanout|orders|churn|bench> [flags]   (loadgen <scenario> -h for flags)`
+const usage = `usage: loadgen <idle|latency|fanout|orders|churn|abuse|bench> [flags]   (loadgen <scenario> -h for flags)`
 
 // flags holds every flag; each scenario reads the ones it needs.
 type flags struct {
@@ -50,6 +52,7 @@ type flags struct {
 	fanout     loadgen.FanoutConfig
 	orders     loadgen.OrdersConfig
 	churn      loadgen.ChurnConfig
+	abuse      loadgen.AbuseConfig
 	db         string
 	worker     loadgen.WorkerSpec
 	refRates   []float64
@@ -201,6 +204,25 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 	}
 	if scenario == "churn" {
 		fs.StringVar(&f.churn.Mode, "mode", loadgen.ModeHTTP, "churn: http or redis")
+	}
+	switch scenario {
+	case "abuse", "bench":
+		a := &f.abuse
+		fs.IntVar(&a.Sockets, "abuse-sockets", 1000, "abuse: honest sockets in each phase")
+		fs.IntVar(&a.Merchants, "abuse-merchants", 200, "abuse: honest merchants in each phase (at most 50 sockets each)")
+		fs.Float64Var(&a.Rate, "abuse-rate", 500, "abuse: honest orders per second (POST /orders)")
+		fs.DurationVar(&a.Duration, "abuse-duration", 15*time.Second, "abuse: length of each phase (without, then with the attacks)")
+		fs.Func("attacks", "abuse: attacks run together, comma-separated (default all: "+strings.Join(loadgen.AllAttacks, ",")+")", func(v string) error {
+			a.Attacks = splitList(v)
+			return nil
+		})
+		fs.Float64Var(&a.ConnectRate, "connect-flood-rate", 500, "abuse: upgrade attempts per second from the one flooding address")
+		fs.IntVar(&a.FloodSockets, "flood-sockets", 200, "abuse: sockets flooding frames")
+		fs.Float64Var(&a.FloodRate, "flood-rate", 100, "abuse: frames per second per flooding socket")
+		fs.Float64Var(&a.OrderRate, "order-flood-rate", 1000, "abuse: POST /orders per second with the one flooding member token")
+		fs.IntVar(&a.SilentSockets, "silent-sockets", 200, "abuse: sockets that never read after their hello")
+		fs.DurationVar(&a.PingInterval, "ping-interval", 2*time.Second, "abuse: the gateways' PING_INTERVAL (with -stack or bench)")
+		fs.DurationVar(&a.PingTimeout, "ping-timeout", 5*time.Second, "abuse: the gateways' PING_TIMEOUT (with -stack or bench)")
 	}
 	if scenario == "bench" {
 		fs.StringVar(&f.only, "only", "", "comma-separated scenarios to run (default all: "+strings.Join(loadgen.AllScenarios, ",")+")")

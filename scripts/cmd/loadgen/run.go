@@ -29,6 +29,11 @@ func (f *flags) single(ctx context.Context, scenario string, stdout, progress io
 				return err
 			}
 		}
+		if scenario == loadgen.ScenarioAbuse {
+			if err := st.SetLimits(ctx, f.abuse.Limits()); err != nil {
+				return err
+			}
+		}
 		if f.db == "" {
 			f.db = st.Database
 		}
@@ -94,6 +99,10 @@ func (f *flags) scenario(ctx context.Context, e *loadgen.Env, name string, run i
 		return loadgen.Orders(ctx, e, c, run)
 	case loadgen.ScenarioChurn:
 		return loadgen.Churn(ctx, e, f.churn, run)
+	case loadgen.ScenarioAbuse:
+		c := f.abuse
+		c.Variant = f.db
+		return loadgen.Abuse(ctx, e, c, run)
 	default:
 		return nil, fmt.Errorf("unknown scenario %q\n%s", name, usage)
 	}
@@ -123,7 +132,8 @@ func (f *flags) bench(ctx context.Context, stdout, progress io.Writer, fileLimit
 	fmt.Fprintf(stdout, "stack: redis %s, orderapi %s, gateways %s\n", st.RedisURL, st.OrderAPIURL, strings.Join(st.GatewayURLs, " "))
 	cfg := loadgen.BenchConfig{
 		Runs: f.runs, Only: only, Databases: strings.Split(f.dbs, ","),
-		Idle: f.idle, Latency: f.latency, RefRates: f.refRates, Fanout: f.fanout, Orders: f.orders, Churn: f.churn, Transports: f.transports,
+		Idle: f.idle, Latency: f.latency, RefRates: f.refRates, Fanout: f.fanout, Orders: f.orders, Churn: f.churn, Abuse: f.abuse,
+		Transports: f.transports,
 		Big: f.big, BigSourceIPs: f.bigSrcIPs, SourceIPs: f.srcIPs, WorkerCmd: f.idle.WorkerCmd,
 		ProfileDir: filepath.Join(f.outDir, "profiles"), Out: stdout, JSON: jsonOut, Progress: progress,
 	}
@@ -133,7 +143,7 @@ func (f *flags) bench(ctx context.Context, stdout, progress io.Writer, fileLimit
 
 // shareParallel gives -parallel to every scenario that opens sockets.
 func (f *flags) shareParallel() {
-	f.idle.Parallel, f.latency.Parallel, f.fanout.Parallel, f.churn.Parallel = f.parallel, f.parallel, f.parallel, f.parallel
+	f.idle.Parallel, f.latency.Parallel, f.fanout.Parallel, f.churn.Parallel, f.abuse.Parallel = f.parallel, f.parallel, f.parallel, f.parallel, f.parallel
 	if exe, err := os.Executable(); err == nil {
 		f.idle.WorkerCmd = []string{exe}
 	}
@@ -148,6 +158,8 @@ func (f *flags) applyQuick() {
 	f.orders.Clients, f.orders.Duration = 8, 2*time.Second
 	f.churn.Stable, f.churn.Merchants, f.churn.ChurnRate, f.churn.Lifetime = 100, 20, 20, 300*time.Millisecond
 	f.churn.Rate, f.churn.Duration = 100, 3*time.Second
+	f.abuse.Sockets, f.abuse.Merchants, f.abuse.Rate, f.abuse.Duration = 100, 20, 100, 3*time.Second
+	f.abuse.FloodSockets, f.abuse.SilentSockets, f.abuse.ConnectRate, f.abuse.OrderRate = 20, 20, 100, 200
 	f.refRates = nil
 	if f.big > 0 {
 		f.big = 1000
