@@ -53,6 +53,9 @@ func TestSocketIO(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mid := "sio" + tc.name + fmt.Sprint(time.Now().UnixNano()%1e9)
+			if err := s.RegisterMerchants(ctx, mid); err != nil {
+				t.Fatal(err)
+			}
 			tok := s.Token("merchant", mid)
 			u := s.URL + "?token=" + url.QueryEscape(tok)
 			if tc.authToken {
@@ -169,6 +172,9 @@ func TestSocketIO(t *testing.T) {
 	// duplicate, socket.recovered === true.
 	t.Run("recovery", func(t *testing.T) {
 		mid := "siorec" + fmt.Sprint(time.Now().UnixNano()%1e9)
+		if err := s.RegisterMerchants(ctx, mid); err != nil {
+			t.Fatal(err)
+		}
 		tok := s.Token("merchant", mid)
 		u := s.URL + "?token=" + url.QueryEscape(tok)
 		clients := []*sioClient{

@@ -47,7 +47,7 @@ func TestSmokeBench(t *testing.T) {
 			Rate: 50, Duration: time.Second, Drain: 20 * time.Second},
 		Transports: AllTransports,
 		Abuse: AbuseConfig{Sockets: 40, Merchants: 8, Rate: 50, Duration: time.Second, Drain: 20 * time.Second,
-			ConnectRate: 100, FloodSockets: 10, OrderRate: 100, SilentSockets: 10,
+			ConnectRate: 400, FloodSockets: 10, OrderRate: 100, SilentSockets: 10,
 			PingInterval: time.Second, PingTimeout: 2 * time.Second, Settle: 200 * time.Millisecond},
 		ProfileDir: filepath.Join(dir, "profiles"),
 		Out:        &out,

@@ -39,6 +39,7 @@ type Compose struct {
 type Service struct {
 	Image           string                `yaml:"image"`
 	Build           *Build                `yaml:"build"`
+	Entrypoint      []string              `yaml:"entrypoint"`
 	Command         []string              `yaml:"command"`
 	Environment     map[string]string     `yaml:"environment"`
 	Ports           []string              `yaml:"ports"`
@@ -96,7 +97,32 @@ const (
 	// The observability profile.
 	KindPrometheus = "prometheus"
 	KindGrafana    = "grafana"
+	// KindCurl is the one-shot that registers the demo merchants
+	// (MerchantsService); the process stack does what it does itself.
+	KindCurl = "curl"
 )
+
+// MerchantsService is the compose service that registers the merchants of
+// its DEMO_MERCHANTS with PUT /api/merchants/{id} when the stack starts.
+const MerchantsService = "merchants"
+
+// DemoMerchants are the merchant ids MerchantsService registers.
+func (c *Compose) DemoMerchants() ([]string, error) {
+	svc, ok := c.Services[MerchantsService]
+	if !ok {
+		return nil, fmt.Errorf("compose: no %s service", MerchantsService)
+	}
+	var ids []string
+	for _, id := range strings.Split(svc.Environment["DEMO_MERCHANTS"], ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("compose %s: DEMO_MERCHANTS is empty", MerchantsService)
+	}
+	return ids, nil
+}
 
 // Kind is the build target of a service built from this repository
 // (gateway, orderapi), else the image name without registry and tag

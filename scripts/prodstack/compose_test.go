@@ -115,7 +115,7 @@ func TestComposeTopology(t *testing.T) {
 	want := map[string]int{
 		prodstack.KindRedis: 1, prodstack.KindPostgres: 1, prodstack.KindNginx: 1,
 		prodstack.KindGateway: 3, prodstack.KindOrderAPI: 2,
-		prodstack.KindPrometheus: 1, prodstack.KindGrafana: 1,
+		prodstack.KindPrometheus: 1, prodstack.KindGrafana: 1, prodstack.KindCurl: 1,
 	}
 	for kind, n := range want {
 		if counts[kind] != n {
@@ -132,7 +132,8 @@ func TestComposeTopology(t *testing.T) {
 		if !slices.Contains([]string{"always", "unless-stopped", "on-failure"}, s.Restart) {
 			t.Errorf("%s: restart policy %q", name, s.Restart)
 		}
-		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 || s.Healthcheck.Test[0] != "CMD" {
+		oneShot := name == prodstack.MerchantsService // runs once and exits: nothing to check the health of
+		if !oneShot && (s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 || s.Healthcheck.Test[0] != "CMD") {
 			t.Errorf("%s: want an exec-form health check [\"CMD\", ...], got %+v", name, s.Healthcheck)
 		}
 		if s.Image == "" {
@@ -201,6 +202,48 @@ func TestComposeTopology(t *testing.T) {
 	}
 	if hc := strings.Join(ng.Healthcheck.Test, " "); !strings.Contains(hc, "127.0.0.1:"+listen+"/nginx-health") {
 		t.Errorf("nginx health check %q does not ask /nginx-health on its port", hc)
+	}
+}
+
+// TestComposeRegistersItsMerchants: the order APIs take orders only for
+// registered merchants, and the one-shot merchants service registers the
+// demo ones through nginx with the gateways' service token once nginx is
+// healthy (PUT is idempotent, so every "up" may run it again).
+func TestComposeRegistersItsMerchants(t *testing.T) {
+	t.Parallel()
+	c, env := loadCompose(t)
+	for _, name := range c.ServicesOf(prodstack.KindOrderAPI) {
+		if got := c.Services[name].Environment["MERCHANTS"]; got != "registered" {
+			t.Errorf("%s: MERCHANTS=%q, want registered", name, got)
+		}
+	}
+	m, ok := c.Services[prodstack.MerchantsService]
+	if !ok {
+		t.Fatalf("no %s service", prodstack.MerchantsService)
+	}
+	ids, err := c.DemoMerchants()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, strings.Split(env["DEMO_MERCHANTS"], ",")) || !slices.Contains(ids, "m1") {
+		t.Errorf("demo merchants %v, want deploy/.env.example's DEMO_MERCHANTS %q, with m1 (the README's examples)", ids, env["DEMO_MERCHANTS"])
+	}
+	if m.Environment["ORDERAPI_TOKEN"] != env["ORDERAPI_TOKEN"] {
+		t.Errorf("%s: ORDERAPI_TOKEN %q, want the service token of deploy/.env", prodstack.MerchantsService, m.Environment["ORDERAPI_TOKEN"])
+	}
+	if depOK(m, "nginx") == "" {
+		t.Errorf("%s must depend on nginx being healthy", prodstack.MerchantsService)
+	}
+	if m.Restart != "on-failure" || !m.ReadOnly || !slices.Contains(m.CapDrop, "ALL") {
+		t.Errorf("%s: restart %q read_only %v cap_drop %v, want on-failure, read-only, ALL dropped", prodstack.MerchantsService, m.Restart, m.ReadOnly, m.CapDrop)
+	}
+	script := strings.Join(append(slices.Clone(m.Entrypoint), m.Command...), " ")
+	ng := c.Services[c.ServicesOf(prodstack.KindNginx)[0]]
+	for _, want := range []string{"$DEMO_MERCHANTS", "-X PUT", `"Authorization: Bearer $ORDERAPI_TOKEN"`,
+		"http://nginx:" + ng.Environment["NGINX_LISTEN"] + "/api/merchants/$m", "curl -fsS"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("%s runs %q: no %q", prodstack.MerchantsService, script, want)
+		}
 	}
 }
 

@@ -18,6 +18,15 @@ import (
 // "Running it"): upper case words joined by underscores.
 var envName = regexp.MustCompile(`^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$`)
 
+// oneWord is a setting without an underscore (MERCHANTS): counted only as
+// the name argument of a settings loader or of os.Getenv, where it cannot
+// be an HTTP method or another upper-case word.
+var oneWord = regexp.MustCompile(`^[A-Z]{4,}$`)
+
+// loaders are the calls whose first argument names a setting.
+var loaders = map[string]bool{"String": true, "Int": true, "Duration": true, "Addr": true, "Enum": true,
+	"Rate": true, "Getenv": true, "LookupEnv": true}
+
 // binarySettings returns the environment variables a binary reads, from its
 // source: every env-shaped string literal that is the first argument of a
 // call (loader.String("GATEWAY_ADDR", ...), os.Getenv("X_Y")) or a constant,
@@ -64,9 +73,9 @@ func binarySettings(t *testing.T, root, module string) map[string]bool {
 }
 
 func collectSettings(f *ast.File, found map[string]bool) {
-	lit := func(e ast.Expr) {
+	lit := func(e ast.Expr, loader bool) {
 		if b, ok := e.(*ast.BasicLit); ok && b.Kind == token.STRING {
-			if s, err := strconv.Unquote(b.Value); err == nil && envName.MatchString(s) {
+			if s, err := strconv.Unquote(b.Value); err == nil && (envName.MatchString(s) || loader && oneWord.MatchString(s)) {
 				found[s] = true
 			}
 		}
@@ -75,11 +84,12 @@ func collectSettings(f *ast.File, found map[string]bool) {
 		switch n := n.(type) {
 		case *ast.CallExpr:
 			if len(n.Args) > 0 {
-				lit(n.Args[0])
+				sel, ok := n.Fun.(*ast.SelectorExpr)
+				lit(n.Args[0], ok && loaders[sel.Sel.Name])
 			}
 		case *ast.ValueSpec:
 			for _, v := range n.Values {
-				lit(v)
+				lit(v, false)
 			}
 		}
 		return true
@@ -114,5 +124,16 @@ func TestBinarySettingsScannerSeesSharedLoaders(t *testing.T) {
 		if !got[want] {
 			t.Errorf("scanner missed %s in the shared loaders (found %v)", want, sortedKeys(got))
 		}
+	}
+	// One-word settings count only where a loader reads them.
+	f, err := parser.ParseFile(fset, "x.go", `package x
+func f() { l.Enum("MERCHANTS", "open"); req("PUT", "/x"); _ = "CORS" }`, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = map[string]bool{}
+	collectSettings(f, got)
+	if !got["MERCHANTS"] || got["PUT"] || got["CORS"] {
+		t.Errorf("one-word settings: got %v, want only MERCHANTS", sortedKeys(got))
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -40,6 +42,9 @@ type Options struct {
 	// Env entries (KEY=VALUE) are given to every replica after the ones
 	// taken from the compose file, so they win.
 	Env []string
+	// Merchants are registered at start, after the compose file's demo
+	// merchants (the order API runs MERCHANTS=registered, as in compose).
+	Merchants []string
 	// ReadyTimeout bounds each wait for readiness; 0: 90 s (binaries built
 	// with -race on a busy machine start slowly).
 	ReadyTimeout time.Duration
@@ -128,7 +133,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			_ = s.Close()
 		}
 	}()
-	steps := []func(context.Context) error{s.startRedis, s.startDatabase, s.startOrderAPIs, s.startGateways, s.startNginx}
+	steps := []func(context.Context) error{s.startRedis, s.startDatabase, s.startOrderAPIs, s.startGateways, s.startNginx, s.registerMerchants}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			return nil, err
@@ -225,6 +230,9 @@ func (s *Stack) assignPorts() error {
 	for name, svc := range s.Compose.Services {
 		if len(svc.Profiles) > 0 {
 			continue // optional (observability): this stack does not run it
+		}
+		if svc.Kind() == KindCurl {
+			continue // the one-shot registering merchants: registerMerchants
 		}
 		inner, err := containerPort(name, svc)
 		if err != nil {
@@ -474,6 +482,41 @@ func (s *Stack) startNginx(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	return p.WaitHTTP(wctx, s.URL+"/nginx-health")
+}
+
+// registerMerchants does what the compose file's merchants service does,
+// through nginx with a service token, for its demo merchants and
+// Options.Merchants.
+func (s *Stack) registerMerchants(ctx context.Context) error {
+	ids, err := s.Compose.DemoMerchants()
+	if err != nil {
+		return err
+	}
+	return s.RegisterMerchants(ctx, append(ids, s.opts.Merchants...)...)
+}
+
+// RegisterMerchants registers merchants with PUT /merchants/{id} through
+// nginx, so orders for them are taken (MERCHANTS=registered). Registering
+// one again is harmless.
+func (s *Stack) RegisterMerchants(ctx context.Context, ids ...string) error {
+	tok := s.Token(token.RoleService, "prodstack")
+	for _, id := range ids {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, s.API()+"/merchants/"+url.PathEscape(id), nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("register merchant %s: %w", id, err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("register merchant %s: %d %s", id, resp.StatusCode, body)
+		}
+	}
+	return nil
 }
 
 // nginxVars are the template values: the compose nginx's environment with

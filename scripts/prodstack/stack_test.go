@@ -219,6 +219,19 @@ func TestThroughNginx(t *testing.T) {
 	const merchant = "m1"
 	member := s.Token("member", "u1001")
 
+	// As in compose, only registered merchants take orders: the demo
+	// merchants were registered at start, any other is not found until it
+	// is registered.
+	other := fmt.Sprintf("unreg%d", time.Now().UnixNano()%1e9)
+	body := `{"merchantId":"` + other + `","date":"2026-11-26","price":1}`
+	if code := call(t, http.MethodPost, s.API()+"/orders", member, body, nil); code != http.StatusNotFound {
+		t.Errorf("order for unregistered merchant %s: %d, want 404", other, code)
+	}
+	if err := s.RegisterMerchants(t.Context(), other, other); err != nil {
+		t.Fatal(err)
+	}
+	placeOrder(t, s, member, other, 100)
+
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })

@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	port := fs.Int("port", 8000, "nginx port on 127.0.0.1 (0: a free one)")
 	db := fs.String("db", "postgres", "database of the order API: postgres (a private database on PG_ADMIN_URL's server) or sqlite")
 	dir := fs.String("dir", "", "directory for logs and the nginx config (default: a temporary one, removed at exit)")
-	merchant := fs.String("merchant", "m1", "merchant id of the printed dashboard token")
+	merchant := fs.String("merchant", "m1", "merchant id of the printed dashboard token (registered at start, like the compose file's DEMO_MERCHANTS)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintln(out, "starting redis, the database, 2 order APIs, 3 gateways and nginx...")
 	s, err := prodstack.Start(ctx, prodstack.Options{
-		Root: root, Bins: bins, Dir: *dir, Port: *port, Database: *db,
+		Root: root, Bins: bins, Dir: *dir, Port: *port, Database: *db, Merchants: []string{*merchant},
 	})
 	if err != nil {
 		return err

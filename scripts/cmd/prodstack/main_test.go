@@ -49,6 +49,27 @@ func TestRunPrintsAWorkingStackAndStops(t *testing.T) {
 		}
 	}
 
+	// The printed merchant takes orders: it was registered at start.
+	mem := regexp.MustCompile(`member token \(u1001\):\s+(\S+)`).FindStringSubmatch(out.String())
+	if mem == nil {
+		t.Fatalf("no member token in the banner:\n%s", out.String())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m[1]+"/api/orders",
+		strings.NewReader(`{"merchantId":"shop7","date":"2026-11-26","price":36.5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+mem[1])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("the banner's order for shop7: %s, want 201 (MERCHANTS=registered)", resp.Status)
+	}
+
 	cancel()
 	select {
 	case err := <-done:
