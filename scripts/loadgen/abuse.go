@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"orderpush/pkg/token"
@@ -281,6 +281,8 @@ func Abuse(ctx context.Context, e *Env, cfg AbuseConfig, run int) (*Report, erro
 		r.Add("silent_online_after", float64(silent.online), "").Target = &Target{Op: "<=", Value: 0}
 		if silent.gone >= 0 {
 			r.Add("silent_gone_after", silent.gone.Seconds(), "s")
+		} else {
+			r.Notef("silent peers still online after three times PING_INTERVAL + PING_TIMEOUT + 1 s")
 		}
 		if silent.err != nil {
 			r.Notef("silent peers: %v", silent.err)
@@ -393,7 +395,7 @@ func (c counters) total() float64 {
 func (e *Env) limitCounters(ctx context.Context) (counters, error) {
 	c := counters{}
 	scrape := func(url string, orderAPI bool) error {
-		body, err := e.scrape(ctx, url)
+		body, err := scrape(ctx, e.HTTP, url)
 		if err != nil {
 			return err
 		}
@@ -418,22 +420,6 @@ func (e *Env) limitCounters(ctx context.Context) (counters, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-func (e *Env) scrape(ctx context.Context, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := e.HTTP.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: status %d", url, resp.StatusCode)
-	}
-	return io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 }
 
 // seriesValue finds the sample of one exact series (name and labels as the
@@ -569,11 +555,19 @@ func drain(c *wsConn, frame func([]byte)) error {
 	}
 }
 
-// outcome names a failed dial or a socket's end for the tallies.
+// outcome names a failed dial or a socket's end for the tallies, without
+// the addresses network errors carry.
 func outcome(err error) string {
 	var ce *CloseError
-	if errors.As(err, &ce) {
+	switch {
+	case errors.As(err, &ce):
 		return "closed " + strconv.Itoa(ce.Code) + " " + ce.Reason
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "closed by the server without a close frame (EOF)"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset by the server"
+	case errors.Is(err, net.ErrClosed):
+		return "closed by the attacker: a write failed or stalled for 5 s"
 	}
 	return errKey(err)
 }
@@ -705,15 +699,17 @@ func (a *attackers) orderFlood(ctx context.Context) {
 // silentResult is what became of the silent peers.
 type silentResult struct {
 	opened int
-	online int           // still counted online at the deadline
-	gone   time.Duration // last one opened to none online; -1: never
+	online int           // still counted online at the contract's bound
+	gone   time.Duration // last one opened to none online; -1: not within three times the bound
 	err    error
 }
 
 // silent opens cfg.SilentSockets sockets that never read after their
-// hello, then waits until presence no longer counts any of them, at most
-// PING_INTERVAL + PING_TIMEOUT + 1 s after the last one opened (the bound
-// PROTOCOL.md "Limits and hostile clients" gives for a dead peer).
+// hello, then polls presence until it no longer counts any of them. The
+// contract's bound (PROTOCOL.md "Limits and hostile clients": a dead peer
+// leaves presence within PING_INTERVAL + PING_TIMEOUT, plus 1 s of slack,
+// after the last one opened) decides online; the wait goes on to three
+// times the bound so that how long it really took is known too.
 func (a *attackers) silent(ctx context.Context, base, ips int) silentResult {
 	merchants := (a.cfg.SilentSockets + 39) / 40
 	var opened atomic.Int64
@@ -735,14 +731,17 @@ func (a *attackers) silent(ctx context.Context, base, ips int) silentResult {
 		}()
 	}
 	wg.Wait()
-	res := silentResult{opened: int(opened.Load()), gone: -1}
+	res := silentResult{opened: int(opened.Load()), online: -1, gone: -1}
 	online, err := a.e.onlineFunc()
 	if err != nil {
 		res.err = err
+		res.online = res.opened
 		return res
 	}
 	last := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, a.cfg.PingInterval+a.cfg.PingTimeout+time.Second)
+	span := a.cfg.PingInterval + a.cfg.PingTimeout + time.Second
+	bound := last.Add(span)
+	dctx, cancel := context.WithDeadline(ctx, last.Add(3*span))
 	defer cancel()
 	for {
 		n := 0
@@ -750,19 +749,21 @@ func (a *attackers) silent(ctx context.Context, base, ips int) silentResult {
 			got, err := online(dctx, a.e.MerchantID("xs", m))
 			if err != nil {
 				res.err = err
-				n = -1
+				n = res.opened // unknown: count them all as still there
 				break
 			}
 			n += got
+		}
+		if res.online < 0 && (n == 0 || time.Now().After(bound)) {
+			res.online = n
 		}
 		if n == 0 {
 			res.gone = time.Since(last)
 			return res
 		}
 		if dctx.Err() != nil {
-			res.online = n
-			if n < 0 { // unknown: count them all as still there
-				res.online = res.opened
+			if res.online < 0 { // ended before the bound
+				res.online = n
 			}
 			return res
 		}

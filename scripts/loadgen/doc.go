@@ -1,7 +1,9 @@
 // Package loadgen measures the order push system from the outside, the way
 // issue 6 defines its figures: sockets per gigabyte (idle), order-start to
 // screen latency (latency, churn), deliveries per second (fanout) and order
-// API throughput (orders). Every scenario is bounded in count and in time,
+// API throughput (orders), and what attackers cost honest clients with the
+// limits on (abuse, measured against the same load without the attack in
+// the same run). Every scenario is bounded in count and in time,
 // speaks only the public contract (PROTOCOL.md), and measures a floor in the
 // same run where a figure needs one, so results read as ratios that hold on
 // a noisy machine:

@@ -48,6 +48,31 @@ func parseVmRSS(status []byte) (int64, error) {
 // MetricValues scrapes a Prometheus text endpoint once and returns the value
 // of the first sample of each metric named.
 func MetricValues(ctx context.Context, hc *http.Client, url string, names ...string) ([]float64, error) {
+	body, err := scrape(ctx, hc, url)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(names))
+	for i, n := range names {
+		if out[i], err = parseMetric(bytes.NewReader(body), n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// MetricValue scrapes a Prometheus text endpoint and returns the value of the
+// first sample of a metric (e.g. go_goroutines).
+func MetricValue(ctx context.Context, hc *http.Client, url, name string) (float64, error) {
+	v, err := MetricValues(ctx, hc, url, name)
+	if err != nil {
+		return 0, err
+	}
+	return v[0], nil
+}
+
+// scrape reads a Prometheus text endpoint (at most 16 MiB).
+func scrape(ctx context.Context, hc *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -64,31 +89,7 @@ func MetricValues(ctx context.Context, hc *http.Client, url string, names ...str
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
-	out := make([]float64, len(names))
-	for i, n := range names {
-		if out[i], err = parseMetric(bytes.NewReader(body), n); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// MetricValue scrapes a Prometheus text endpoint and returns the value of the
-// first sample of a metric (e.g. go_goroutines).
-func MetricValue(ctx context.Context, hc *http.Client, url, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("scrape %s: status %d", url, resp.StatusCode)
-	}
-	return parseMetric(resp.Body, name)
+	return body, nil
 }
 
 func parseMetric(r io.Reader, name string) (float64, error) {

@@ -8,7 +8,9 @@
 // it), waits until every process is ready, then prints the addresses, the
 // dashboard link, a merchant and a member token and copy-paste commands to
 // place an order and to watch it arrive. Ctrl-C (or SIGTERM) stops
-// everything.
+// everything. It is a development stack: its order API runs MERCHANTS=open
+// (any merchant id takes orders, no registration), unlike the compose and
+// process stacks (scripts/cmd/prodstack), which run registered.
 //
 //	go run ./scripts/cmd/stack watch -token <merchant JWT> ws://127.0.0.1:8080/ws
 //
