@@ -133,8 +133,7 @@ func (f *flags) bench(ctx context.Context, stdout, progress io.Writer, fileLimit
 	cfg := loadgen.BenchConfig{
 		Runs: f.runs, Only: only, Databases: strings.Split(f.dbs, ","),
 		Idle: f.idle, Latency: f.latency, RefRates: f.refRates, Fanout: f.fanout, Orders: f.orders, Churn: f.churn, Abuse: f.abuse,
-		Transports: f.transports,
-		Big: f.big, BigSourceIPs: f.bigSrcIPs, SourceIPs: f.srcIPs, WorkerCmd: f.idle.WorkerCmd,
+		Transports: f.transports, Big: f.big, BigSourceIPs: f.bigSrcIPs, SourceIPs: f.srcIPs, WorkerCmd: f.idle.WorkerCmd,
 		ProfileDir: filepath.Join(f.outDir, "profiles"), Out: stdout, JSON: jsonOut, Progress: progress,
 	}
 	_, err = loadgen.Bench(ctx, st, cfg)
