@@ -152,8 +152,9 @@ func TestDashboardIgnoresAPILink(t *testing.T) {
 
 // TestDashboardTabsShareOneSocket: two tabs of one merchant in one browser
 // profile hold one socket (the order API's online count), both show each
-// order, and only the socket's tab chimes; closing that tab hands the
-// socket over (resuming with since) without a missed order.
+// order, and only the socket's tab chimes, also as the chime repeats;
+// closing that tab hands the socket over (resuming with since) without a
+// missed order, and the repeating alert with it.
 func TestDashboardTabsShareOneSocket(t *testing.T) {
 	t.Parallel()
 	sys := startSystem(t, 2)
@@ -180,15 +181,18 @@ func TestDashboardTabsShareOneSocket(t *testing.T) {
 		t.Fatalf("online %d with two tabs, want 1", n)
 	}
 
+	setRepeat(t, ctxA, 3) // kept per browser: tab B follows
+	waitJS(t, ctxB, "tab B follows the repeat setting", `document.getElementById('repeat').value === '3'`, 5*time.Second)
 	o1 := placeOn(t, sys, merchant, "18")
 	for name, ctx := range map[string]context.Context{"A": ctxA, "B": ctxB} {
 		waitJS(t, ctx, "order 1 in tab "+name, countIs(1)+fmt.Sprintf(` && !!document.querySelector('.order[data-order-no=%q]') && document.body.dataset.unseen === '1'`, o1.OrderNo), 5*time.Second)
 	}
-	chimes := func(ctx context.Context) int {
-		return eval[int](t, ctx, `Number(document.body.dataset.chimes || 0)`)
-	}
-	if a, bb := chimes(ctxA), chimes(ctxB); a != 1 || bb != 0 {
-		t.Fatalf("chimes: tab A %d, tab B %d; want one chime, in the socket's tab", a, bb)
+	// One chime per browser, also while it repeats: the socket's tab
+	// chimes, the other never.
+	waitJS(t, ctxA, "tab A repeats the chime", `Number(document.body.dataset.chimes || 0) >= 2`, 10*time.Second)
+	if a, bb := chimesOf(t, ctxA), chimesOf(t, ctxB); a < 2 || bb != 0 || eval[string](t, ctxB, `document.body.dataset.alerting`) != "false" {
+		t.Fatalf("chimes: tab A %d, tab B %d (alerting %s); want them in the socket's tab only",
+			a, bb, eval[string](t, ctxB, `document.body.dataset.alerting`))
 	}
 
 	// Close A: B takes the socket over and resumes with since; an order
@@ -205,6 +209,10 @@ func TestDashboardTabsShareOneSocket(t *testing.T) {
 	if seq := eval[int](t, ctxB, `window.orderpush.state().seq`); seq != 3 {
 		t.Fatalf("tab B at seq %d, want 3", seq)
 	}
+	// The alert moved with the socket: tab B now chimes for the orders
+	// nobody has seen.
+	before := chimesOf(t, ctxB)
+	waitJS(t, ctxB, "tab B alerting and chiming", fmt.Sprintf(`document.body.dataset.alerting === 'true' && document.body.dataset.unseen === '3' && Number(document.body.dataset.chimes || 0) > %d`, before), 10*time.Second)
 	waitOnline(t, sys, merchant, 1, 5*time.Second)
 }
 
