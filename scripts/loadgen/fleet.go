@@ -41,12 +41,24 @@ type Sock struct {
 	Receipts []Receipt
 	err      error
 
-	seen    atomic.Int64 // fresh stream frames, readable while running
-	other   atomic.Int64 // frames without seq (pong, notice, ...)
+	seen    atomic.Int64  // fresh stream frames, readable while running
+	other   atomic.Int64  // frames without seq (pong, notice, ...)
+	last    atomic.Uint64 // highest fresh seq (written by the reader)
+	acked   atomic.Uint64 // highest seq acked (written by the fleet's ack loop)
+	seer    bool          // sends seen for its orders; set before the reader starts
 	conn    frameConn
 	closing atomic.Bool
 	dropped atomic.Bool
 	done    chan struct{}
+}
+
+// write sends a client frame; only the WebSocket client sends any.
+func (s *Sock) write(p []byte) error {
+	w, ok := s.conn.(interface{ WriteText(p []byte) error })
+	if !ok {
+		return errors.New("this transport's client sends no frames")
+	}
+	return w.WriteText(p)
 }
 
 // Err is why the socket's reader stopped, nil if the fleet closed it.
@@ -64,6 +76,13 @@ type FleetOptions struct {
 	OnFrame func(s *Sock, seq uint64)
 	// Connect bounds the time for one socket's dial and hello.
 	Connect time.Duration
+	// Ack, when above zero, makes every socket ack the highest seq it got,
+	// at most once per Ack, as the contract's client does (PROTOCOL.md
+	// "Receipts and attention": at most every 250 ms).
+	Ack time.Duration
+	// Seen makes the first socket opened for each merchant send seen for
+	// every order frame it gets, at once: a person looking at each order.
+	Seen bool
 	// URLs replaces Env.Gateways (the fan-out floor server).
 	URLs []*url.URL
 }
@@ -79,6 +98,14 @@ type Fleet struct {
 	mu    sync.Mutex
 	socks []*Sock
 	wg    sync.WaitGroup
+
+	seers     []atomic.Bool // per merchant: a socket sends its seen
+	acks      atomic.Int64  // ack frames sent
+	seenSent  atomic.Int64  // seen frames sent
+	errFrames atomic.Int64  // error frames received (refusals, rate_limited)
+	ackStop   chan struct{}
+	ackDone   chan struct{}
+	stopAcks  sync.Once
 }
 
 // NewFleet prepares sockets for the given merchants, minting one merchant
@@ -93,13 +120,17 @@ func NewFleet(env *Env, merchants []string, opts FleetOptions) (*Fleet, error) {
 	if opts.Transport == "" {
 		opts.Transport = TransportWS
 	}
+	if (opts.Ack > 0 || opts.Seen) && opts.Transport != TransportWS {
+		return nil, fmt.Errorf("receipts (acks, seen) need the %s transport, not %s", TransportWS, opts.Transport)
+	}
 	if err := checkTransport(opts.Transport); err != nil {
 		return nil, err
 	}
 	if len(opts.URLs) == 0 {
 		return nil, env.NeedGateways()
 	}
-	f := &Fleet{env: env, opts: opts, merchants: merchants, tokens: make([]string, len(merchants))}
+	f := &Fleet{env: env, opts: opts, merchants: merchants, tokens: make([]string, len(merchants)),
+		seers: make([]atomic.Bool, len(merchants)), ackStop: make(chan struct{}), ackDone: make(chan struct{})}
 	for i, m := range merchants {
 		t, err := token.Mint(env.Secret, token.RoleMerchant, m, 6*time.Hour)
 		if err != nil {
@@ -107,7 +138,56 @@ func NewFleet(env *Env, merchants []string, opts FleetOptions) (*Fleet, error) {
 		}
 		f.tokens[i] = t
 	}
+	if opts.Ack > 0 {
+		go f.ackLoop()
+	} else {
+		close(f.ackDone)
+	}
 	return f, nil
+}
+
+// ackLoop is the fleet's one ack writer: every Ack it sends each socket's
+// highest seq, where it grew since the last ack.
+func (f *Fleet) ackLoop() {
+	defer close(f.ackDone)
+	t := time.NewTicker(f.opts.Ack)
+	defer t.Stop()
+	var buf []byte
+	for {
+		select {
+		case <-f.ackStop:
+			return
+		case <-t.C:
+		}
+		for _, s := range f.Socks() {
+			last := s.last.Load()
+			if last <= s.acked.Load() || s.closing.Load() || s.dropped.Load() {
+				continue
+			}
+			buf = strconv.AppendUint(append(buf[:0], `{"event":"ack","seq":`...), last, 10)
+			if s.write(append(buf, '}')) == nil {
+				s.acked.Store(last)
+				f.acks.Add(1)
+			}
+		}
+	}
+}
+
+// Unacked counts open sockets whose highest seq is not acked yet.
+func (f *Fleet) Unacked() int {
+	n := 0
+	for _, s := range f.Socks() {
+		if !s.dropped.Load() && s.last.Load() > s.acked.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// ReceiptCounts are the receipts the fleet sent, and the error frames it
+// got (a refused receipt, rate_limited).
+func (f *Fleet) ReceiptCounts() (acks, seen, errorFrames int64) {
+	return f.acks.Load(), f.seenSent.Load(), f.errFrames.Load()
 }
 
 // Merchants returns the fleet's merchant ids.
@@ -192,6 +272,7 @@ func (f *Fleet) OpenOne(ctx context.Context, m int) (*Sock, error) {
 	if err := f.dial(ctx, s); err != nil {
 		return nil, err
 	}
+	s.seer = f.opts.Seen && f.seers[s.Merchant].CompareAndSwap(false, true)
 	f.start(s)
 	return s, nil
 }
@@ -298,12 +379,23 @@ func (f *Fleet) read(s *Sock) error {
 			}
 			if h.Seq == 0 {
 				s.other.Add(1)
+				if h.Event == wire.EventError {
+					f.errFrames.Add(1)
+				}
 				return
 			}
 			if !s.Track.Observe(h.Seq) {
 				return
 			}
 			s.seen.Add(1)
+			if h.Seq > s.last.Load() {
+				s.last.Store(h.Seq)
+			}
+			if s.seer && h.Event == wire.EventOrder {
+				if perr = f.sendSeen(s, OrderNo(fr)); perr != nil {
+					return
+				}
+			}
 			if f.opts.Record {
 				r := Receipt{Seq: h.Seq, At: at}
 				if f.opts.RecordOrders {
@@ -320,6 +412,19 @@ func (f *Fleet) read(s *Sock) error {
 			return perr
 		}
 	}
+}
+
+// sendSeen marks an order seen from s.
+func (f *Fleet) sendSeen(s *Sock, orderNo []byte) error {
+	if len(orderNo) == 0 {
+		return errors.New("order frame without orderNo")
+	}
+	msg := append(append([]byte(`{"event":"seen","data":{"orderNo":"`), orderNo...), `"}}`...)
+	if err := s.write(msg); err != nil {
+		return fmt.Errorf("send seen: %w", err)
+	}
+	f.seenSent.Add(1)
+	return nil
 }
 
 // Seen is the number of fresh stream frames all sockets got so far.
@@ -370,9 +475,11 @@ func (f *Fleet) CloseSock(s *Sock) {
 	<-s.done
 }
 
-// Close closes every socket, in parallel, and waits for all readers.
-// Afterwards each Sock's Track, Receipts and Err may be read.
+// Close stops the acks, closes every socket, in parallel, and waits for all
+// readers. Afterwards each Sock's Track, Receipts and Err may be read.
 func (f *Fleet) Close() {
+	f.stopAcks.Do(func() { close(f.ackStop) })
+	<-f.ackDone
 	closeAll(f.Socks())
 	f.wg.Wait()
 }

@@ -73,25 +73,66 @@ type MerchantState struct {
 
 // MerchantSummary reads a merchant's summary with a service token.
 func (e *Env) MerchantSummary(ctx context.Context, tok, merchantID string) (MerchantState, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.OrderAPI+"/merchants/"+merchantID+"/summary", nil)
+	var s MerchantState
+	if err := e.getJSON(ctx, tok, "/merchants/"+merchantID+"/summary", &s); err != nil {
+		return MerchantState{}, fmt.Errorf("summary %s: %w", merchantID, err)
+	}
+	return s, nil
+}
+
+// ListedOrder is what the receipts accounting reads of an order.
+type ListedOrder struct {
+	OrderNo     string     `json:"orderNo"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	DeliveredAt *time.Time `json:"deliveredAt"`
+	SeenAt      *time.Time `json:"seenAt"`
+}
+
+// MerchantOrders reads every order of a merchant, newest first, a page of
+// 200 at a time.
+func (e *Env) MerchantOrders(ctx context.Context, tok, merchantID string) ([]ListedOrder, error) {
+	var all []ListedOrder
+	before := ""
+	for {
+		var page struct {
+			Orders []ListedOrder `json:"orders"`
+			Next   string        `json:"next"`
+		}
+		path := "/merchants/" + merchantID + "/orders?limit=200"
+		if before != "" {
+			path += "&before=" + before
+		}
+		if err := e.getJSON(ctx, tok, path, &page); err != nil {
+			return nil, fmt.Errorf("orders of %s: %w", merchantID, err)
+		}
+		all = append(all, page.Orders...)
+		if page.Next == "" || len(page.Orders) == 0 {
+			return all, nil
+		}
+		before = page.Next
+	}
+}
+
+// getJSON GETs path of the order API with tok and decodes a 200 answer.
+func (e *Env) getJSON(ctx context.Context, tok, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.OrderAPI+path, nil)
 	if err != nil {
-		return MerchantState{}, err
+		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := e.HTTP.Do(req)
 	if err != nil {
-		return MerchantState{}, err
+		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err
+	}
 	if resp.StatusCode != http.StatusOK {
-		return MerchantState{}, fmt.Errorf("summary %s: %d %.200s", merchantID, resp.StatusCode, body)
+		return fmt.Errorf("%d %.200s", resp.StatusCode, body)
 	}
-	var s MerchantState
-	if err := json.Unmarshal(body, &s); err != nil {
-		return MerchantState{}, fmt.Errorf("summary %s: %w", merchantID, err)
-	}
-	return s, nil
+	return json.Unmarshal(body, v)
 }
 
 // statusKey names an HTTP failure for error tallies.

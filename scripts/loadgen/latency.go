@@ -233,7 +233,15 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 			r.Notef("floor schedule slipped: %d publishes >1ms late, max %s", fr.Pace.LateJobs, fr.Pace.MaxLag)
 		}
 	}
-	fl, err := NewFleet(e, merchants, FleetOptions{Record: true, RecordOrders: cfg.Mode == ModeHTTP, Batch: cfg.Batch, Transport: cfg.Transport})
+	// Receipts only in HTTP mode (frames published straight to Redis are
+	// no orders of the order API, which would refuse every ack) and over
+	// WebSocket (the load generator's client that sends frames).
+	receipts := cfg.Mode == ModeHTTP && (cfg.Transport == "" || cfg.Transport == TransportWS)
+	fo := FleetOptions{Record: true, RecordOrders: cfg.Mode == ModeHTTP, Batch: cfg.Batch, Transport: cfg.Transport, Seen: receipts}
+	if receipts {
+		fo.Ack = ackEvery
+	}
+	fl, err := NewFleet(e, merchants, fo)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +263,11 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	tapLat := tap.stop(flow)
 	if err != nil {
 		return r, err
+	}
+	if receipts {
+		if err := flow.receipts(ctx, r, fl); err != nil {
+			return r, err
+		}
 	}
 	socks := fl.Socks()
 	fl.Close()
@@ -314,4 +327,101 @@ func runFlow(ctx context.Context, e *Env, fl *Fleet, flow *orderFlow, rate float
 		return pr, fmt.Errorf("nothing was published: %v", flow.errs)
 	}
 	return pr, ctx.Err()
+}
+
+// ackEvery is how often a load generator socket acks what it got: the most
+// the contract lets a client wait.
+const ackEvery = 250 * time.Millisecond
+
+// receiptsSettle bounds the wait, after every frame arrived, for the last
+// acks and seen to show in the order API (the contract's 2 s, plus the
+// sockets' last ack interval and a margin for a loaded machine).
+const receiptsSettle = 5 * time.Second
+
+// receipts reports placed-to-delivered and placed-to-seen from the orders'
+// own timestamps (createdAt to deliveredAt and seenAt, all set by the order
+// API), read back once every order has both or receiptsSettle passed; the
+// orders still without count as undelivered and unseen.
+func (f *orderFlow) receipts(ctx context.Context, r *Report, fl *Fleet) error {
+	tok, err := f.e.Token(token.RoleService, "loadgen", time.Hour)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(receiptsSettle)
+	var delivered, seen Latencies
+	var undelivered, unseen int
+	for {
+		delivered, seen, undelivered, unseen, err = f.receiptTimes(ctx, tok)
+		if err != nil {
+			return err
+		}
+		if undelivered+unseen == 0 && fl.Unacked() == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(ackEvery): // poll interval, bounded by the deadline
+		}
+	}
+	ds, ss := delivered.Summary(), seen.Summary()
+	r.Add("delivered_p50", ms(ds.P50), "ms")
+	r.Add("delivered_p99", ms(ds.P99), "ms")
+	r.Add("seen_p50", ms(ss.P50), "ms")
+	r.Add("seen_p99", ms(ss.P99), "ms")
+	r.Add("undelivered", float64(undelivered), "orders").Target = &Target{Op: "<=", Value: 0}
+	r.Add("unseen", float64(unseen), "orders").Target = &Target{Op: "<=", Value: 0}
+	acks, seenSent, errFrames := fl.ReceiptCounts()
+	r.Notef("receipts: %d acks and %d seen sent, %d error frames back; delivered/seen from the orders' createdAt, deliveredAt, seenAt", acks, seenSent, errFrames)
+	return nil
+}
+
+// receiptTimes reads every order of the flow's merchants (16 merchants at
+// a time) and returns the placed-to-deliveredAt and placed-to-seenAt of
+// those that have them, and how many have not.
+func (f *orderFlow) receiptTimes(ctx context.Context, tok string) (delivered, seen Latencies, undelivered, unseen int, err error) {
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+		next atomic.Int64
+	)
+	for range min(16, len(f.merchants)) {
+		wg.Go(func() {
+			var d, s Latencies
+			var nd, ns int
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(f.merchants) {
+					break
+				}
+				orders, err := f.e.MerchantOrders(ctx, tok, f.merchants[i])
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				for _, o := range orders {
+					if o.DeliveredAt == nil {
+						nd++
+					} else {
+						d.Add(o.DeliveredAt.Sub(o.CreatedAt))
+					}
+					if o.SeenAt == nil {
+						ns++
+					} else {
+						s.Add(o.SeenAt.Sub(o.CreatedAt))
+					}
+				}
+			}
+			mu.Lock()
+			delivered.Merge(&d)
+			seen.Merge(&s)
+			undelivered, unseen = undelivered+nd, unseen+ns
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return delivered, seen, undelivered, unseen, errors.Join(errs...)
 }

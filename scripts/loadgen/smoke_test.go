@@ -71,14 +71,16 @@ func TestSmokeBench(t *testing.T) {
 	mustHave := []string{
 		"idle//connects_per_s", "idle//rss_per_socket", "idle//goroutines_per_socket", "idle//verify_missing",
 		"latency/redis/p99", "latency/sqlite/p99", "latency/postgres/p99",
+		"latency/sqlite/delivered_p99", "latency/sqlite/seen_p99", "latency/postgres/delivered_p99", "latency/postgres/seen_p99",
 		"fanout/batch/deliveries_per_s",
 		"orders/sqlite/orders_per_s", "orders/postgres/orders_per_s",
 		"churn/http/stable_lost", "churn/http/presence_mismatch",
 		"abuse/postgres/p99", "abuse/postgres/gateway_rss", "abuse/postgres/connect_tried_per_s",
 	}
 	zero := []string{"idle//verify_missing", "latency/redis/lost", "latency/sqlite/lost", "latency/postgres/lost",
-		"latency/redis/dup_or_reordered", "fanout/batch/lost", "churn/http/stable_lost", "churn/http/churn_dup_or_reordered",
-		"churn/http/presence_mismatch", "orders/sqlite/failed", "orders/postgres/failed",
+		"latency/redis/dup_or_reordered", "latency/sqlite/undelivered", "latency/sqlite/unseen",
+		"latency/postgres/undelivered", "latency/postgres/unseen", "fanout/batch/lost", "churn/http/stable_lost",
+		"churn/http/churn_dup_or_reordered", "churn/http/presence_mismatch", "orders/sqlite/failed", "orders/postgres/failed",
 		"abuse/postgres/lost", "abuse/postgres/base_lost", "abuse/postgres/honest_refusals", "abuse/postgres/silent_online_after"}
 	for _, tr := range []string{TransportSSE, TransportSocketIO} {
 		mustHave = append(mustHave, "idle/"+tr+"/rss_per_socket", "idle/"+tr+"/goroutines_per_socket", "idle/"+tr+"/connects_per_s",
