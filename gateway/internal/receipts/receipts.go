@@ -5,7 +5,10 @@
 // Interval it sends one ack request per merchant and one seen request per
 // order, a bounded number at a time, retrying transient failures until the
 // flush's Budget is spent. Interval plus Budget stays under the contract's
-// 2 s from a receipt reaching the gateway to it showing in the API.
+// 2 s from a receipt reaching the gateway to it showing in the API. A
+// receipt the order API did not take by then (no answer, 5xx, 429) waits
+// for the next flushes, up to MaxAge after its first attempt: late is
+// better than lost, since a person does not look at an order twice.
 //
 // Acks go out with the gateway's service token (the merchant is the one of
 // the socket's verified token, in the path); seen with a token of the
@@ -17,14 +20,15 @@
 // all receipts when the gateway has no order API (ORDERAPI_URL unset) or
 // the Forwarder is closed. What is pending when the gateway crashes is
 // lost; the client's next ack, which it sends after every hello, restores
-// the deliveredAt it carried, and seen is sent again by the person's next
-// look.
+// the deliveredAt it carried; a lost seen stays unset until the person's
+// next look, or processing the order, sets it.
 //
 // A Forwarder is safe for concurrent use. Run flushes until its context
 // ends or Close is called; Close sends what is pending and returns.
 package receipts
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -47,6 +51,7 @@ const (
 	DefaultMaxMerchants = 10_000
 	DefaultMaxSeen      = 10_000
 	DefaultConcurrency  = 16
+	DefaultMaxAge       = 30 * time.Second
 )
 
 // Backoff between attempts of one request: full jitter, doubling from
@@ -70,6 +75,7 @@ type Config struct {
 	MaxMerchants int           // merchants with pending receipts
 	MaxSeen      int           // pending seen orders, all merchants together
 	Concurrency  int           // requests in flight at once
+	MaxAge       time.Duration // a receipt failing transiently is retried this long
 }
 
 func (c Config) withDefaults() Config {
@@ -88,15 +94,19 @@ func (c Config) withDefaults() Config {
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
 	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = DefaultMaxAge
+	}
 	return c
 }
 
 // pending is one merchant's receipts since the last flush.
 type pending struct {
-	ack    uint64              // highest; 0: none
-	seen   map[string]struct{} // order numbers; nil until the first
-	bearer string              // the merchant token with the latest expiry, for seen
-	exp    time.Time           // its expiry; zero: none
+	ack      uint64               // highest; 0: none
+	ackFirst time.Time            // when that ack was first sent; zero: not yet
+	seen     map[string]time.Time // order number -> first sent (zero: not yet); nil until the first
+	bearer   string               // the merchant token with the latest expiry, for seen
+	exp      time.Time            // its expiry; zero: none
 }
 
 // counters are the metric's series, resolved once.
@@ -149,7 +159,9 @@ func (f *Forwarder) Ack(merchant string, seq uint64) {
 		f.ack.dropped.Inc()
 		return
 	}
-	p.ack = max(p.ack, seq)
+	if seq > p.ack {
+		p.ack, p.ackFirst = seq, time.Time{}
+	}
 	f.mu.Unlock()
 }
 
@@ -174,14 +186,53 @@ func (f *Forwarder) Seen(merchant, orderNo, bearer string, exp time.Time) {
 		return
 	}
 	if p.seen == nil {
-		p.seen = make(map[string]struct{}, 1)
+		p.seen = make(map[string]time.Time, 1)
 	}
-	p.seen[orderNo] = struct{}{}
+	p.seen[orderNo] = time.Time{}
 	f.nseen++
+	p.useBearer(bearer, exp)
+	f.mu.Unlock()
+}
+
+// useBearer keeps the token that expires last.
+func (p *pending) useBearer(bearer string, exp time.Time) {
 	if p.bearer == "" || exp.IsZero() || (!p.exp.IsZero() && exp.After(p.exp)) {
 		p.bearer, p.exp = bearer, exp
 	}
-	f.mu.Unlock()
+}
+
+// retry puts back a receipt the order API did not take, for the next
+// flush, unless it has been tried for MaxAge or there is no room (then it
+// counts as an error). A newer ack of the merchant already covers an older
+// one.
+func (f *Forwarder) retry(j job) (kept bool) {
+	if time.Since(j.first) > f.cfg.MaxAge {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.entryLocked(j.merchant)
+	if p == nil {
+		return false
+	}
+	if j.orderNo == "" {
+		if j.ack > p.ack {
+			p.ack, p.ackFirst = j.ack, j.first
+		}
+		return true
+	}
+	if _, dup := p.seen[j.orderNo]; !dup {
+		if f.nseen >= f.cfg.MaxSeen {
+			return false
+		}
+		if p.seen == nil {
+			p.seen = make(map[string]time.Time, 1)
+		}
+		f.nseen++
+	}
+	p.seen[j.orderNo] = j.first
+	p.useBearer(j.bearer, j.exp)
+	return true
 }
 
 // entryLocked is merchant's pending entry, made if there is room; nil when
@@ -255,6 +306,8 @@ type job struct {
 	ack      uint64 // an ack when orderNo is empty
 	orderNo  string
 	bearer   string
+	exp      time.Time
+	first    time.Time // the receipt's first attempt
 }
 
 // flush sends everything pending. Its context is detached from ctx (a
@@ -269,12 +322,13 @@ func (f *Forwarder) flush(ctx context.Context) {
 	jobs := make([]job, 0, len(taken)+f.nseen)
 	f.byMerch, f.nseen = make(map[string]*pending, len(taken)), 0
 	f.mu.Unlock()
+	now := time.Now()
 	for mid, p := range taken {
 		if p.ack > 0 {
-			jobs = append(jobs, job{merchant: mid, ack: p.ack})
+			jobs = append(jobs, job{merchant: mid, ack: p.ack, first: cmp.Or(p.ackFirst, now)})
 		}
-		for no := range p.seen {
-			jobs = append(jobs, job{merchant: mid, orderNo: no, bearer: p.bearer})
+		for no, first := range p.seen {
+			jobs = append(jobs, job{merchant: mid, orderNo: no, bearer: p.bearer, exp: p.exp, first: cmp.Or(first, now)})
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.Budget)
@@ -304,14 +358,14 @@ func (f *Forwarder) flush(ctx context.Context) {
 	wg.Wait()
 	if failed > 0 {
 		// One line per flush: an order API that is down fails every job.
-		f.log.LogAttrs(ctx, slog.LevelWarn, "receipts not forwarded: the order api did not answer in time",
+		f.log.LogAttrs(ctx, slog.LevelWarn, "receipts given up: the order api did not take them in time",
 			slog.Int("failed", failed), slog.Int("requests", len(jobs)), logging.Err(lastErr))
 	}
 }
 
-// send makes one request, retrying transient failures while ctx lasts, and
-// counts its result. It returns the last error of a request that failed
-// for good without a refusal.
+// send makes one request, retrying transient failures while ctx lasts and
+// then in later flushes (retry), and counts its result. It returns the last
+// error of a request given up without a refusal.
 func (f *Forwarder) send(ctx context.Context, j job) error {
 	c := f.ack
 	if j.orderNo != "" {
@@ -337,6 +391,9 @@ func (f *Forwarder) send(ctx context.Context, j job) error {
 		d := rand.N(wait) + 1
 		wait = min(2*wait, retryCap)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			if f.retry(j) {
+				return nil
+			}
 			c.failed.Inc()
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,4 +351,69 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	if most != limit || len(r.api.requests()) != 20 {
 		t.Fatalf("at most %d in flight (want %d), %d requests (want 20)", most, limit, len(r.api.requests()))
 	}
+}
+
+// A receipt the order API did not take within one flush's budget is tried
+// again in later flushes, until MaxAge.
+func TestRetriesInLaterFlushes(t *testing.T) {
+	waitFor := func(t *testing.T, what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond) // poll interval, bounded by the deadline
+		}
+	}
+	run := func(t *testing.T, r *rig) {
+		ctx, cancel := context.WithCancel(t.Context())
+		ran := make(chan struct{})
+		go func() {
+			r.fw.Run(ctx)
+			close(ran)
+		}()
+		t.Cleanup(func() {
+			cancel()
+			<-ran
+		})
+	}
+	t.Run("taken once the api recovers", func(t *testing.T) {
+		var healthy atomic.Bool
+		r := newRig(t, receipts.Config{Interval: 20 * time.Millisecond, Budget: 60 * time.Millisecond}, func(request, int) int {
+			if healthy.Load() {
+				return http.StatusNoContent
+			}
+			return http.StatusServiceUnavailable
+		})
+		run(t, r)
+		tok, exp := merchantToken(t, "m1")
+		r.fw.Ack("m1", 5)
+		r.fw.Seen("m1", "u100000000000000000001", tok, exp)
+		// Several flushes' worth of failed attempts, none given up.
+		waitFor(t, "attempts over several flushes", func() bool { return len(r.api.requests()) >= 8 })
+		healthy.Store(true)
+		waitFor(t, "both taken", func() bool {
+			return r.count(metrics.ReceiptAck, "ok") == 1 && r.count(metrics.ReceiptSeen, "ok") == 1
+		})
+		if a, s := r.count(metrics.ReceiptAck, "error"), r.count(metrics.ReceiptSeen, "error"); a != 0 || s != 0 {
+			t.Fatalf("errors counted: ack %v seen %v", a, s)
+		}
+		for _, q := range r.api.requests() {
+			if strings.HasSuffix(q.Path, "/ack") && q.Seq != 5 || strings.HasSuffix(q.Path, "/seen") && q.Sub != "m1" {
+				t.Fatalf("retried as %+v", q)
+			}
+		}
+	})
+	t.Run("given up after MaxAge", func(t *testing.T) {
+		r := newRig(t, receipts.Config{Interval: 20 * time.Millisecond, Budget: 60 * time.Millisecond, MaxAge: 300 * time.Millisecond},
+			func(request, int) int { return http.StatusBadGateway })
+		run(t, r)
+		r.fw.Ack("m1", 5)
+		waitFor(t, "the ack given up", func() bool { return r.count(metrics.ReceiptAck, "error") == 1 })
+		n := len(r.api.requests())
+		if n < 3 {
+			t.Fatalf("given up after %d attempts, want retries over several flushes", n)
+		}
+	})
 }
