@@ -86,7 +86,7 @@ func (s *Store) insertAlerts(ctx context.Context, tx *sqlx.Tx, o wire.Order) err
 	if !s.opt.Alerts.on() {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, s.aq.insert, s.alertArgs(o)...); err != nil {
+	if _, err := s.txExec(ctx, tx, s.aq.insert, s.alertArgs(o)...); err != nil {
 		return fmt.Errorf("schedule alerts of %s: %w", o.OrderNo, err)
 	}
 	return nil

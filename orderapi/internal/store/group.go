@@ -153,16 +153,16 @@ func (s *Store) savepointGroup(ctx context.Context, batch []*createReq, res []cr
 // this order alone; fatal means the savepoint could not be undone and the
 // whole group must roll back.
 func (s *Store) savepoint(ctx context.Context, tx *sqlx.Tx, r *createReq) (o wire.Order, ev Event, err, fatal error) {
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT one_order"); err != nil {
+	if _, err := s.txExec(ctx, tx, savepointOne); err != nil {
 		return wire.Order{}, Event{}, nil, fmt.Errorf("savepoint: %w", err)
 	}
 	o, ev, err = s.createInTx(ctx, tx, r.in, r.frame)
 	if err != nil {
-		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO one_order"); rerr != nil {
+		if _, rerr := s.txExec(ctx, tx, rollbackOne); rerr != nil {
 			return wire.Order{}, Event{}, nil, errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
 		}
 	}
-	if _, rerr := tx.ExecContext(ctx, "RELEASE one_order"); rerr != nil {
+	if _, rerr := s.txExec(ctx, tx, releaseOne); rerr != nil {
 		return wire.Order{}, Event{}, nil, fmt.Errorf("release savepoint: %w", rerr)
 	}
 	if err != nil {

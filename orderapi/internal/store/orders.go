@@ -109,13 +109,13 @@ func (s *Store) createInTx(ctx context.Context, tx *sqlx.Tx, in NewOrder, frame 
 		Seq     uint64 `db:"seq"`
 		Pending int64  `db:"pending"`
 	}
-	if err := tx.GetContext(ctx, &m, s.q.bumpMerchant, in.MerchantID); err != nil {
+	if err := s.txGet(ctx, tx, &m, s.q.bumpMerchant, in.MerchantID); err != nil {
 		return wire.Order{}, Event{}, fmt.Errorf("bump merchant %s: %w", in.MerchantID, err)
 	}
 	if err := s.fault(ctx, tx, "merchant"); err != nil {
 		return wire.Order{}, Event{}, err
 	}
-	if _, err := tx.ExecContext(ctx, s.q.setOrderSeq, int64(m.Seq), o.OrderNo); err != nil {
+	if _, err := s.txExec(ctx, tx, s.q.setOrderSeq, int64(m.Seq), o.OrderNo); err != nil {
 		return wire.Order{}, Event{}, fmt.Errorf("order seq: %w", err)
 	}
 	ev, err := s.insertEvent(ctx, tx, o, m.Seq, m.Pending, now, frame)
@@ -133,7 +133,7 @@ func (s *Store) insertOrder(ctx context.Context, tx *sqlx.Tx, o *wire.Order) err
 	for range maxOrderNoTries {
 		o.OrderNo = s.opt.NewOrderNo(o.UserID, o.CreatedAt)
 		var id int64
-		err := tx.GetContext(ctx, &id, s.q.insertOrder, o.OrderNo, o.MerchantID, o.UserID, o.Date,
+		err := s.txGet(ctx, tx, &id, s.q.insertOrder, o.OrderNo, o.MerchantID, o.UserID, o.Date,
 			int64(o.Price), o.CreatedAt.UnixMilli())
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // the number is taken: draw another
@@ -152,7 +152,7 @@ func (s *Store) insertEvent(ctx context.Context, tx *sqlx.Tx, o wire.Order, seq 
 	if err != nil {
 		return Event{}, err
 	}
-	if _, err := tx.ExecContext(ctx, s.q.insertEvent, ev.MerchantID, int64(ev.Seq), ev.Frame, ev.OrderSum, ev.CreatedMS); err != nil {
+	if _, err := s.txExec(ctx, tx, s.q.insertEvent, ev.MerchantID, int64(ev.Seq), ev.Frame, ev.OrderSum, ev.CreatedMS); err != nil {
 		return Event{}, fmt.Errorf("insert event %s/%d: %w", ev.MerchantID, ev.Seq, err)
 	}
 	if err := s.fault(ctx, tx, "event"); err != nil {

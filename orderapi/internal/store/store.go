@@ -83,6 +83,7 @@ type Store struct {
 	q       queries
 	aq      alertQueries
 	group   *groupCommit // shared commits for CreateOrder
+	prep    prepared     // SQLite: the order path's statements, compiled once
 }
 
 // ParseURL splits DATABASE_URL into a dialect and a driver DSN:
@@ -147,6 +148,13 @@ func Open(ctx context.Context, databaseURL string, opt Options) (*Store, error) 
 	}
 	s.q = newQueries(s.w)
 	s.aq = newAlertQueries(s.w, dialect)
+	if dialect == SQLite {
+		if s.prep, err = prepare(ctx, s.w, savepointOne, rollbackOne, releaseOne,
+			s.q.insertOrder, s.q.bumpMerchant, s.q.setOrderSeq, s.q.insertEvent, s.aq.insert); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	switch {
 	case dialect == SQLite:
 		s.group = newGroupCommit(s, 1, s.savepointGroup) // one writer anyway
@@ -262,7 +270,7 @@ func (s *Store) Close() error {
 	if s.group != nil {
 		s.group.close()
 	}
-	err := s.w.Close()
+	err := errors.Join(s.prep.close(), s.w.Close())
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
 	}
