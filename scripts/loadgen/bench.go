@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,10 @@ type BenchConfig struct {
 	// One process may not hold more than its open-file limit, so the run
 	// uses enough gateway replicas and load generator processes (WorkerCmd)
 	// to stay under it on both sides.
+	// Seed is the seed stack measured next to ours (Dir "" for none), at
+	// SeedRates orders/s (our order API is measured at those rates too).
+	Seed         SeedConfig
+	SeedRates    []float64
 	Big          int
 	BigSourceIPs int
 	WorkerCmd    []string
@@ -115,6 +120,14 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		e.Close()
 		return env()
 	}
+	var seed *SeedStack
+	if cfg.Seed.Dir != "" && (cfg.want(ScenarioIdle) || cfg.want(ScenarioLatency)) {
+		var err error
+		if seed, err = StartSeed(ctx, cfg.Seed, st.RedisURL, string(st.Secret()), st.cfg.Dir); err != nil {
+			return nil, err
+		}
+		defer seed.Close()
+	}
 	loop := false
 	for _, sc := range AllScenarios {
 		loop = loop || cfg.want(sc)
@@ -156,6 +169,9 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 			}
 			c.Fresh, c.Transport = true, TransportWS
 			record(Idle(ctx, e, c, run))
+			if seed != nil {
+				record(SeedIdle(ctx, e, seed, cfg.Idle, run))
+			}
 		}
 		if cfg.want(ScenarioLatency) {
 			c := cfg.Latency
@@ -168,6 +184,11 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 			for _, rate := range cfg.RefRates {
 				c.Rate, c.Variant, c.Reference = rate, fmt.Sprintf("redis@%g", rate), true
 				record(Latency(ctx, e, c, run))
+			}
+			for _, rate := range cfg.seedRates(seed) {
+				c := cfg.Latency
+				c.Rate, c.Variant = rate, fmt.Sprintf("seed@%g", rate)
+				record(SeedLatency(ctx, e, seed, c, run))
 			}
 		}
 		if cfg.want(ScenarioFanout) {
@@ -192,6 +213,14 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 				c := cfg.Latency
 				c.Mode, c.Variant, c.Floor = ModeHTTP, db, false
 				record(Latency(ctx, e, c, run))
+				// The seed stack's rates through our POST /orders too.
+				for _, rate := range cfg.seedRates(seed) {
+					if rate != cmp.Or(c.Rate, 2000) { // 2,000/s: Latency's default
+						c := c
+						c.Rate, c.Variant, c.Reference = rate, fmt.Sprintf("%s@%g", db, rate), true
+						record(Latency(ctx, e, c, run))
+					}
+				}
 			}
 			if cfg.want(ScenarioOrders) {
 				c := cfg.Orders
@@ -265,6 +294,17 @@ func Bench(ctx context.Context, st *Stack, cfg BenchConfig) ([]Row, error) {
 		WriteTransports(cfg.Out, rows, cfg.Transports, cfg.Fanout.Batch)
 	}
 	return rows, errors.Join(append(errs, ctx.Err())...)
+}
+
+// seedRates are the latency rates of the seed stack, none without one.
+func (c *BenchConfig) seedRates(seed *SeedStack) []float64 {
+	if seed == nil {
+		return nil
+	}
+	if len(c.SeedRates) == 0 {
+		return []float64{500, 2000}
+	}
+	return c.SeedRates
 }
 
 // Machine describes where the figures were taken.

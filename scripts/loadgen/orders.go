@@ -101,6 +101,15 @@ func Orders(ctx context.Context, e *Env, cfg OrdersConfig, run int) (*Report, er
 	cpu.addCPU(r, "")
 	waitProfile()
 	e.Profile.Heap(ctx, profName)
+	if c := r.Metric("orderapi_cpu_cores"); c != nil && ok.Load() > 0 {
+		// The database's CPU too on PostgreSQL (its own processes); on
+		// SQLite it is the order API's.
+		cores := c.Value
+		if p := r.Metric("postgres_cpu_cores"); p != nil && cfg.Variant == DBPostgres {
+			cores += p.Value
+		}
+		r.Add("cpu_per_order", cores*elapsed.Seconds()/float64(ok.Load())*1e6, "us")
+	}
 	m := r.Add("orders_per_s", float64(ok.Load())/elapsed.Seconds(), "/s")
 	if cfg.Target > 0 {
 		m.Target = &Target{Op: ">=", Value: cfg.Target}

@@ -57,6 +57,8 @@ type flags struct {
 	worker     loadgen.WorkerSpec
 	refRates   []float64
 	transports []string
+	seed       loadgen.SeedConfig
+	seedRates  []float64
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -229,18 +231,25 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 		fs.StringVar(&f.dbs, "dbs", "sqlite,postgres", "order API databases to measure")
 		fs.IntVar(&f.big, "big", 0, "also open this many idle sockets once (e.g. 100000) and check each still gets its orders")
 		fs.IntVar(&f.bigSrcIPs, "big-srcips", 0, "source addresses per load generator process in the -big run (each process gets its own)")
-		fs.Func("ref-rates", "further frame rates straight to Redis to measure for reference, comma-separated (default 500)", func(v string) error {
-			f.refRates = nil
-			for _, p := range splitList(v) {
-				x, err := strconv.ParseFloat(p, 64)
-				if err != nil || x <= 0 {
-					return fmt.Errorf("bad rate %q", p)
-				}
-				f.refRates = append(f.refRates, x)
-			}
-			return nil
-		})
+		fs.StringVar(&f.seed.Dir, "seed", "", "bench: also measure the seed socket.io stack started from this directory (a copy of it with node_modules; see scripts/BENCHMARKS.md)")
+		fs.Func("seed-rates", "bench: order rates of the seed stack's latency runs, and of ours through POST /orders beside them, comma-separated (default 500,2000)", rateList(&f.seedRates, "-seed-rates"))
+		fs.Func("ref-rates", "further frame rates straight to Redis to measure for reference, comma-separated (default 500)", rateList(&f.refRates, "-ref-rates"))
 		f.refRates = []float64{500}
 		fs.BoolVar(&f.quick, "quick", false, "tiny sizes: a smoke run of every scenario in about a minute")
+	}
+}
+
+// rateList parses a comma-separated list of positive rates into *dst.
+func rateList(dst *[]float64, flag string) func(string) error {
+	return func(v string) error {
+		*dst = nil
+		for _, p := range splitList(v) {
+			x, err := strconv.ParseFloat(p, 64)
+			if err != nil || x <= 0 {
+				return fmt.Errorf("%s: %q is not a rate", flag, p)
+			}
+			*dst = append(*dst, x)
+		}
+		return nil
 	}
 }

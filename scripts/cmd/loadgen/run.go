@@ -134,6 +134,7 @@ func (f *flags) bench(ctx context.Context, stdout, progress io.Writer, fileLimit
 		Runs: f.runs, Only: only, Databases: strings.Split(f.dbs, ","),
 		Idle: f.idle, Latency: f.latency, RefRates: f.refRates, Fanout: f.fanout, Orders: f.orders, Churn: f.churn, Abuse: f.abuse,
 		Transports: f.transports, Big: f.big, BigSourceIPs: f.bigSrcIPs, SourceIPs: f.srcIPs, WorkerCmd: f.idle.WorkerCmd,
+		Seed: f.seed, SeedRates: f.seedRates,
 		ProfileDir: filepath.Join(f.outDir, "profiles"), Out: stdout, JSON: jsonOut, Progress: progress,
 	}
 	_, err = loadgen.Bench(ctx, st, cfg)
@@ -160,6 +161,9 @@ func (f *flags) applyQuick() {
 	f.abuse.Sockets, f.abuse.Merchants, f.abuse.Rate, f.abuse.Duration = 100, 20, 100, 3*time.Second
 	f.abuse.FloodSockets, f.abuse.SilentSockets, f.abuse.ConnectRate, f.abuse.OrderRate = 20, 20, 100, 200
 	f.refRates = nil
+	if f.seedRates == nil {
+		f.seedRates = []float64{200}
+	}
 	if f.big > 0 {
 		f.big = 1000
 	}
