@@ -111,9 +111,13 @@ func ParseURL(raw string) (Dialect, string, error) {
 // writers (a deferred transaction cannot upgrade its lock under
 // busy_timeout; an immediate one can wait for it): BEGIN IMMEDIATE, WAL, a busy timeout, and times in
 // SQLite's format. synchronous(FULL) makes a 201 durable across power loss.
+// temp_store(MEMORY) keeps the savepoint journal of each order of a group
+// (groupCommit) in memory: as a temporary file it cost write syscalls per
+// order, 6% of the order API's CPU, for pages a crash discards anyway.
 func sqliteDSN(path string) string {
 	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate&_time_format=sqlite"
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)" +
+		"&_txlock=immediate&_time_format=sqlite"
 }
 
 // Open connects to databaseURL, applies the embedded migrations and returns
