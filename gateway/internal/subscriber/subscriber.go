@@ -56,6 +56,9 @@ type Subscriber struct {
 	h       Handler
 	log     *slog.Logger
 	m       *metrics.Metrics
+	// ctx is cancelled by Close, ending rebuilds still trying.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// Lock order: group.cmdMu before mu.
 	mu     sync.Mutex
@@ -73,10 +76,11 @@ type group struct {
 	cmdMu sync.Mutex
 
 	// Guarded by Subscriber.mu.
-	ps      *redis.PubSub
-	closed  bool
-	seenAck bool // a confirmation arrived on this PubSub before
-	chans   map[string]*chanState
+	ps         *redis.PubSub
+	closed     bool
+	seenAck    bool // a confirmation arrived on this PubSub before
+	rebuilding bool // a rebuild is replacing ps
+	chans      map[string]*chanState
 }
 
 // chanState tracks one channel. sent counts SUBSCRIBE commands we wrote,
@@ -98,6 +102,7 @@ type waiter struct {
 func New(rdb redis.UniversalClient, h Handler, log *slog.Logger, m *metrics.Metrics) *Subscriber {
 	s := &Subscriber{rdb: rdb, h: h, log: log, m: m, groups: make(map[int]*group)}
 	s.cluster, _ = rdb.(*redis.ClusterClient)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
 
@@ -244,6 +249,7 @@ func (s *Subscriber) Close() error {
 	}
 	s.groups = map[int]*group{}
 	s.mu.Unlock()
+	s.cancel()
 	for _, ps := range pss {
 		_ = ps.Close()
 	}
