@@ -58,7 +58,7 @@ func alertSurvivesKill(t *testing.T, databaseURL string) {
 		t.Fatalf("place: %d %s", code, body)
 	}
 	merchant := sys.Token(token.RoleMerchant, m)
-	alerts := func() []alertJSON { return alertsOf(t, sys, merchant, o.OrderNo) }
+	alerts := func() []wire.Alert { return alertsOf(t, sys, merchant, o.OrderNo) }
 
 	// Refused and recorded as pending: at least one attempt on the order,
 	// no completion.
@@ -105,6 +105,9 @@ func alertSurvivesKill(t *testing.T, databaseURL string) {
 	// Every attempt the database recorded is one the receiver got; an
 	// attempt the kill cut short was received but never recorded.
 	a := alerts()[0]
+	if !a.FiredAt.Before(killed) || !a.CompletedAt.After(killed) {
+		t.Fatalf("alert %+v: want fired before the kill (%s) and completed after it", a, killed.Format(time.StampMilli))
+	}
 	if a.Attempts < refused || a.Attempts > len(got) || a.Attempts < 2 {
 		t.Fatalf("alert %+v: attempts outside [%d, %d] (refused %d before the kill)", a, max(refused, 2), len(got), refused)
 	}
@@ -114,19 +117,12 @@ func alertSurvivesKill(t *testing.T, databaseURL string) {
 	}
 }
 
-// alertJSON is one entry of an order's alerts.
-type alertJSON struct {
-	Type        string  `json:"type"`
-	FiredAt     string  `json:"firedAt"`
-	Attempts    int     `json:"attempts"`
-	CompletedAt *string `json:"completedAt"`
-}
-
-func alertsOf(t *testing.T, sys *launch.System, tok, orderNo string) []alertJSON {
+// alertsOf reads the alerts of an order.
+func alertsOf(t *testing.T, sys *launch.System, tok, orderNo string) []wire.Alert {
 	t.Helper()
 	code, body := call(t, http.MethodGet, sys.OrderAPI.URL+"/orders/"+orderNo, tok, "")
 	var o struct {
-		Alerts *[]alertJSON `json:"alerts"`
+		Alerts *[]wire.Alert `json:"alerts"`
 	}
 	if code != http.StatusOK || json.Unmarshal(body, &o) != nil || o.Alerts == nil {
 		t.Fatalf("GET /orders/%s: %d %s: want the order with alerts", orderNo, code, body)
