@@ -32,6 +32,10 @@ type admissionRequest struct {
 	// ...); HasSince tells whether one was sent at all.
 	Since    string
 	HasSince bool
+	// Limited: the connect limits (CONNECT_RATE, MAX_CONNS) were applied
+	// before, and the place is held elsewhere (socket.io's Engine.IO
+	// handshake, whose session may CONNECT more than once).
+	Limited bool
 }
 
 // admitted is a session that passed admission: it is in presence and the
@@ -77,10 +81,14 @@ func (s *Server) admitSession(r *http.Request, a admissionRequest) (*admitted, *
 		s.m.Connects.WithLabelValues("draining").Inc()
 		return nil, &refusal{Code: wire.CodeUnavailable, Message: "this replica is shutting down; reconnect with since"}
 	}
-	slot, refused := s.admit.Connect(r) // CONNECT_RATE, MAX_CONNS: before any work
-	if refused != nil {
-		s.handlers.Done()
-		return nil, limited(refused)
+	var slot *admission.Slot
+	if !a.Limited {
+		var refused *admission.Refusal
+		slot, refused = s.admit.Connect(r) // CONNECT_RATE, MAX_CONNS: before any work
+		if refused != nil {
+			s.handlers.Done()
+			return nil, limited(refused)
+		}
 	}
 	ad, f := s.admitEntered(r, a)
 	if f != nil {

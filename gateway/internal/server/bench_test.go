@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,29 +119,36 @@ func BenchmarkSocketFanout(b *testing.B) {
 	}
 }
 
-// BenchmarkIdleSockets opens K sockets on one in-process replica and
-// measures what an idle socket costs the process: heap and stacks in use
-// (after a GC) and goroutines, per socket. The clients are bare TCP
-// connections that read the handshake and the hello and then sit idle, so
-// their own cost (a net.Conn each, ~0.3 KiB) is nearly all gateway.
-// ns/op is the time to open the K sockets (parallel 64).
-func BenchmarkIdleSockets(b *testing.B) { benchIdle(b, rawDial) }
+// BenchmarkIdle opens K connections of one transport on one in-process
+// replica and measures what an idle one costs the process: heap and stacks
+// in use (after a GC) and goroutines, per connection. The clients are bare
+// TCP connections that read up to the hello and then sit idle (a socket.io
+// polling client with its next GET parked), so their own cost (a net.Conn
+// each, ~0.3 KiB) is nearly all gateway. ns/op is the time to open the K
+// connections (parallel 64).
+func BenchmarkIdle(b *testing.B) {
+	for _, tc := range []struct {
+		name      string
+		transport string // metrics label
+		dial      func(host, tok string) (net.Conn, error)
+	}{
+		{"ws", metrics.TransportWS, rawDial},
+		{"sse", metrics.TransportSSE, rawSSEDial},
+		{"socketio-ws", metrics.TransportSocketIO, sioDialWS},
+		{"socketio-polling", metrics.TransportSocketIO, sioDialPolling},
+	} {
+		b.Run(tc.name, func(b *testing.B) { benchIdle(b, tc.transport, tc.dial) })
+	}
+}
 
-// BenchmarkIdleSSE is BenchmarkIdleSockets for SSE streams (GET /sse):
-// bare TCP clients that read the headers and the hello event, then sit
-// idle.
-func BenchmarkIdleSSE(b *testing.B) { benchIdle(b, rawSSEDial) }
-
-func benchIdle(b *testing.B, dial func(host, tok string) (net.Conn, error)) {
+func benchIdle(b *testing.B, transport string, dial func(host, tok string) (net.Conn, error)) {
 	const k = 2000
 	url := redistest.SharedURL(b)
 	g := startGW(b, url)
 	host := strings.TrimPrefix(g.URL, "http://")
-	mids := make([]string, 200)
-	toks := make([]string, len(mids))
-	for i := range mids {
-		mids[i] = redistest.Unique("m")
-		toks[i] = merchantToken(b, mids[i])
+	toks := make([]string, 200)
+	for i := range toks {
+		toks[i] = merchantToken(b, redistest.Unique("m"))
 	}
 	for b.Loop() {
 		b.StopTimer()
@@ -180,9 +188,14 @@ func benchIdle(b *testing.B, dial func(host, tok string) (net.Conn, error)) {
 		for _, c := range conns {
 			_ = c.Close()
 		}
+		// A polling client that went away is noticed at its ping timeout;
+		// the benchmark does not wait for that.
+		for _, c := range g.srv.presence.Conns() {
+			c.Abort()
+		}
 		eventually(b, 30*time.Second, func() error {
-			if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportWS)) + g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportSSE)); n != 0 {
-				return fmt.Errorf("%v sockets still open", n)
+			if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(transport)); n != 0 {
+				return fmt.Errorf("%v connections still open", n)
 			}
 			return nil
 		})
@@ -268,6 +281,118 @@ func rawSSEDial(host, tok string) (net.Conn, error) {
 		if strings.Contains(line, `"event":"hello"`) {
 			break
 		}
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// sioDialWS connects over the websocket transport by hand: the upgrade,
+// the open packet, CONNECT, then the CONNECT answer and the hello.
+func sioDialWS(host, tok string) (net.Conn, error) {
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (net.Conn, error) { _ = c.Close(); return nil, err }
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	req := "GET /socket.io/?EIO=4&transport=websocket&token=" + tok + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(c, 1024)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		return fail(fmt.Errorf("upgrade: %v %v", resp, err))
+	}
+	if _, err := readWSText(br); err != nil { // open packet
+		return fail(err)
+	}
+	// "40", masked with a zero key (client frames must be masked).
+	if _, err := c.Write([]byte{0x81, 0x82, 0, 0, 0, 0, '4', '0'}); err != nil {
+		return fail(err)
+	}
+	for _, want := range []string{"40{", `42["hello"`} {
+		m, err := readWSText(br)
+		if err != nil || !strings.HasPrefix(m, want) {
+			return fail(fmt.Errorf("want %s..., got %q %v", want, m, err))
+		}
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func readWSText(br *bufio.Reader) (string, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+		return "", err
+	}
+	n := int(hdr[1] & 0x7f)
+	if n == 126 {
+		if _, err := io.ReadFull(br, hdr[2:4]); err != nil {
+			return "", err
+		}
+		n = int(hdr[2])<<8 | int(hdr[3])
+	}
+	b := make([]byte, n)
+	_, err := io.ReadFull(br, b)
+	return string(b), err
+}
+
+// sioDialPolling connects over polling on one keep-alive connection: the
+// handshake, the CONNECT POST, polls until the hello, then one more poll
+// left parked (an idle polling client).
+func sioDialPolling(host, tok string) (net.Conn, error) {
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (net.Conn, error) { _ = c.Close(); return nil, err }
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReaderSize(c, 1024)
+	do := func(method, q, body string) (string, error) {
+		req := method + " /socket.io/?EIO=4&transport=polling" + q + " HTTP/1.1\r\nHost: " + host + "\r\n"
+		if body != "" {
+			req += "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
+		}
+		if _, err := c.Write([]byte(req + "\r\n" + body)); err != nil {
+			return "", err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return "", err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("%s %s: %d %s", method, q, resp.StatusCode, b)
+		}
+		return string(b), err
+	}
+	open, err := do("GET", "&token="+tok, "")
+	if err != nil {
+		return fail(err)
+	}
+	i := strings.Index(open, `"sid":"`)
+	if i < 0 {
+		return fail(fmt.Errorf("open packet %q", open))
+	}
+	sid := open[i+7:]
+	sid = sid[:strings.IndexByte(sid, '"')]
+	if _, err := do("POST", "&sid="+sid, "40"); err != nil {
+		return fail(err)
+	}
+	got := ""
+	for !strings.Contains(got, `42["hello"`) {
+		p, err := do("GET", "&sid="+sid, "")
+		if err != nil {
+			return fail(err)
+		}
+		got += p
+	}
+	req := "GET /socket.io/?EIO=4&transport=polling&sid=" + sid + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		return fail(err)
 	}
 	_ = c.SetDeadline(time.Time{})
 	return c, nil

@@ -80,13 +80,9 @@ type Server struct {
 	subs     *subscriber.Subscriber
 	sio      *socketio.Server
 	route    *sidroute.Router
-	// sioPresence records socket.io connections in Redis presence (they are
-	// not session.Sessions, so the presence registry above does not hold
-	// them; see socketio.go).
-	sioPresence *redispresence.Registry
-	echo        *echo.Echo
-	http        *http.Server
-	web         *web.Handler // the dashboard and /client.js
+	echo     *echo.Echo
+	http     *http.Server
+	web      *web.Handler // the dashboard and /client.js
 
 	base     context.Context // lives until the server stopped; parent of socket work
 	stop     context.CancelFunc
@@ -165,7 +161,6 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Server, error
 		TTL: cmp.Or(cfg.PresenceTTL, redispresence.DefaultTTL), Beat: cmp.Or(cfg.BeatInterval, redispresence.DefaultBeatInterval),
 		PollTimeout: cfg.PingInterval + 30*time.Second,
 	}, s.rdb, log)
-	s.sioPresence = redispresence.New(s.rdb, cfg.PresenceTTL)
 	s.sio = s.newSocketIO()
 	s.echo = s.routes()
 	return s, nil
@@ -238,8 +233,10 @@ func (s *Server) drain(ctx context.Context) error {
 	if err := s.presence.Leave(ctx); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "presence leave failed", logging.Err(err))
 	}
+	// socket.io clients without an admitted CONNECT are not sessions yet:
+	// they go at once; the others are among the sockets.
+	s.sio.Stop()
 	s.closeSockets(ctx)
-	s.closeSocketIO(ctx)
 	waited := make(chan struct{})
 	go func() {
 		s.handlers.Wait()

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"log/slog"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/transport/sse"
+	"orderpush/pkg/logging"
 	"orderpush/pkg/wire"
 )
 
@@ -31,12 +33,18 @@ func (s *Server) handleSSE(c echo.Context) error {
 	if f != nil {
 		return f.write(c)
 	}
-	st := sse.New(c.Response(), ad.sess, sse.Config{Heartbeat: s.cfg.SSEHeartbeat})
+	// The stream takes the connection over and lives on a goroutine of its
+	// own, like a WebSocket: this one's stack grew deep in the connect
+	// sequence, and net/http's buffers go with it. The admission's handler
+	// count passes to the stream.
+	st, err := sse.Take(c.Response(), ad.sess, sse.Config{Heartbeat: s.cfg.SSEHeartbeat})
+	if err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "sse: no stream", logging.Err(err))
+		s.rejected(ad)
+		return nil
+	}
 	s.opened(ad)
-	defer s.closed(ad)
-	// The handler's goroutine waits for the end of the stream: net/http
-	// needs it while the response is written.
-	st.Run(r.Context(), s.base, ad.sub.Replay)
+	st.Start(s.base, ad.sub.Replay, func() { s.closed(ad) })
 	return nil
 }
 

@@ -111,8 +111,12 @@ func (s *Session) process(orderNo string) {
 	}
 }
 
-// reply queues a frame for this session only.
+// reply queues a frame for this session only, or hands it to Answer.
 func (s *Session) reply(b []byte) {
+	if s.answer != nil {
+		*s.answer = b
+		return
+	}
 	if !s.TrySend(sendq.Entry{Data: b}) {
 		s.Overflow()
 	}

@@ -17,31 +17,27 @@
 // A transport is admitted by the server (one pre-upgrade path for every
 // transport: origin, token, role, since, limits, drain, presence, hub
 // join), which returns a Session whose hello, and resync if any, are
-// already queued. The transport then attaches itself in one of two modes:
+// already queued. The transport then attaches itself with Start(ctx, w,
+// replay). The session writes through w from a drainer goroutine that
+// exists only while frames wait: the push that makes an idle queue
+// non-empty starts one, and it exits when the queue is empty, so an idle
+// connection has no writer goroutine. Only the drainer calls w.WriteFrames
+// and w.WriteClose, one call at a time, in queue order; WriteClose is the
+// last call and ends the connection. A WriteFrames error ends the session
+// (the peer is gone): w.CloseNow is called and nothing more is written.
+// A long-polling transport (socket.io's Engine.IO polling) is a Writer too:
+// its WriteFrames waits until the client's next poll took the batch, so a
+// slow poller backs up this queue and its limit applies as on a socket.
 //
-//   - Push (WebSocket, SSE): Start(ctx, w, replay). The session writes
-//     through w from a drainer goroutine that exists only while frames wait:
-//     the push that makes an idle queue non-empty starts one, and it exits
-//     when the queue is empty, so an idle connection has no writer
-//     goroutine. Only the drainer calls w.WriteFrames and w.WriteClose, one
-//     call at a time, in queue order; WriteClose is the last call and ends
-//     the connection. A WriteFrames error ends the session (the peer is
-//     gone): w.CloseNow is called and nothing more is written.
-//   - Pull (long-polling): StartPull(ctx, t, notify, replay). Nothing is
-//     written by the session; notify is called (without blocking, from the
-//     pushing goroutine) when frames wait or the session is closing, and the
-//     transport's poll calls Take for everything queued, writes it, and
-//     reports it with Sent. One Take at a time. When Closing reports a
-//     reason, the transport tells its peer (its own close packet) and calls
-//     End.
-//
-// Either way the transport hands every client message to Handle (it may
-// block while a process call is in flight; call it from the connection's
-// reading side, one message at a time), and calls End once its connection
-// is over (the reader returned, or the pull transport's peer is gone or
-// was told to go). End closes the session if it is still open, stops the
-// replay and returns when the write side has finished; the server then
-// removes the connection from the hub and presence.
+// The transport hands every client message to Handle (it may block while a
+// process call is in flight; call it from the connection's reading side,
+// one message at a time), or to Answer when the client waits for an answer
+// to each message (a socket.io acknowledgement callback); and calls End
+// once its connection is over (the reader returned, or the transport's
+// peer is gone or was told to go), never from inside WriteFrames or
+// WriteClose. End closes the session if it is still open, stops the replay
+// and returns when the write side has finished; the server then removes
+// the connection from the hub and presence.
 //
 // Close asks for an orderly end with a Reason (the transport maps it to
 // its own words: a WebSocket close code, the end of an event stream, an
@@ -53,6 +49,6 @@
 // pings, SSE heartbeat comments); a peer that fails one is aborted with
 // DeadPeer, which counts it.
 //
-// A Session is safe for concurrent use; Start or StartPull is called once,
-// then End once.
+// A Session is safe for concurrent use; Start is called once, then End
+// once.
 package session

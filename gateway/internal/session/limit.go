@@ -42,6 +42,8 @@ type limiter struct {
 	lastRefuse time.Time
 	lastNotice time.Time
 	refusedN   int // refusals in the current episode
+
+	verdict verdict // on the latest message, for Answer
 }
 
 func newLimiter(r config.Rate) *limiter {
@@ -55,6 +57,11 @@ func newLimiter(r config.Rate) *limiter {
 
 // take decides about one message arriving at now.
 func (l *limiter) take(now time.Time) verdict {
+	l.verdict = l.decide(now)
+	return l.verdict
+}
+
+func (l *limiter) decide(now time.Time) verdict {
 	if l.rate == 0 {
 		return allowed
 	}

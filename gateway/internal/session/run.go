@@ -11,9 +11,8 @@ import (
 
 // attachment is the transport a session writes to.
 type attachment struct {
-	t      Transport
-	w      Writer // push mode; nil in pull mode
-	notify func() // pull mode
+	t Transport
+	w Writer
 }
 
 // Start attaches a push transport and starts serving: the first drainer
@@ -23,13 +22,6 @@ type attachment struct {
 func (s *Session) Start(ctx context.Context, w Writer, replay func(context.Context) error) {
 	s.attach(ctx, &attachment{t: w, w: w}, replay)
 	go s.drain() // the queue was created active: this is its first drainer
-}
-
-// StartPull attaches a pull transport: notify is called when frames wait
-// or the session is closing; the transport's poll calls Take. The rest is
-// as Start.
-func (s *Session) StartPull(ctx context.Context, t Transport, notify func(), replay func(context.Context) error) {
-	s.attach(ctx, &attachment{t: t, notify: notify}, replay)
 }
 
 func (s *Session) attach(ctx context.Context, a *attachment, replay func(context.Context) error) {
@@ -63,27 +55,17 @@ func (s *Session) End() {
 	}
 	s.cancel()
 	s.replay.Wait()
-	if a.w == nil {
-		// Pull mode: the transport was the write side.
-		s.q.Close()
-		s.finished()
-	}
 	<-s.done
 }
 
 // wake is the queue's wake: frames were pushed to an idle queue, or Close
 // wants the close written.
 func (s *Session) wake() {
-	a := s.att.Load()
-	switch {
-	case a == nil:
-		// Not attached yet: the queue stays active until the transport's
-		// first drainer or Take, which will see what was pushed.
-	case a.w != nil:
+	if s.att.Load() != nil {
 		go s.drain()
-	default:
-		a.notify()
 	}
+	// Not attached yet: the queue stays active until the transport's first
+	// drainer, which will see what was pushed.
 }
 
 // drain is the push write side while it runs (one at a time, sendq
@@ -140,16 +122,6 @@ func (s *Session) finish(w Writer) {
 		s.logf(slog.LevelDebug, "close incomplete", slog.String("reason", s.reason.String()), logging.Err(err))
 	}
 }
-
-// Take is a pull transport's poll: every queued frame (spare, the previous
-// batch, is reused). more is false when nothing is queued, and the next push
-// calls notify; or when the session ended. Report written frames with Sent.
-func (s *Session) Take(spare []sendq.Entry) (batch []sendq.Entry, more bool) {
-	return s.q.Take(spare)
-}
-
-// Sent reports frames a pull transport wrote.
-func (s *Session) Sent(batch []sendq.Entry) { s.sent(batch, time.Now().UnixMilli()) }
 
 // sent counts written frames and observes the delivery lag of live ones.
 func (s *Session) sent(es []sendq.Entry, now int64) {

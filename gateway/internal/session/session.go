@@ -92,7 +92,7 @@ type Session struct {
 	log *slog.Logger
 	m   *metrics.Metrics
 
-	// Set once by Start/StartPull, before the first drainer or notify.
+	// Set once by Start, before the first drainer.
 	att    atomic.Pointer[attachment]
 	ctx    context.Context    // the session's lifetime context: ends at End
 	cancel context.CancelFunc // ends ctx
@@ -112,6 +112,9 @@ type Session struct {
 	// told is the highest merchant seq queued for this socket (hello,
 	// resync, sequenced frames): the most it may ack.
 	told atomic.Uint64
+	// answer, owned by the reading side, is where reply puts the frame
+	// while Answer runs.
+	answer *[]byte
 
 	timerMu sync.Mutex
 	expire  *time.Timer // guarded by timerMu

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/session/sendq"
+	"orderpush/pkg/config"
+	"orderpush/pkg/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -22,93 +25,6 @@ func newTest(cfg Config) (*Session, *metrics.Metrics) {
 	m := metrics.New(prometheus.NewRegistry())
 	return New(Identity{ID: "c1", Merchant: "m1", Bearer: "tok", Transport: metrics.TransportSSE}, cfg,
 		Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m}), m
-}
-
-// puller is a pull transport as a long-poll would drive it: notify wakes
-// its poll loop, which takes what is queued.
-type puller struct {
-	wake   chan struct{}
-	mu     sync.Mutex
-	got    []string
-	killed bool
-}
-
-func (p *puller) CloseNow() {
-	p.mu.Lock()
-	p.killed = true
-	p.mu.Unlock()
-}
-
-func (p *puller) notify() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
-
-// poll takes everything queued, the way a long-poll GET would.
-func (p *puller) poll(s *Session) {
-	var batch []sendq.Entry
-	for {
-		var more bool
-		batch, more = s.Take(batch)
-		if !more {
-			return
-		}
-		p.mu.Lock()
-		for _, e := range batch {
-			p.got = append(p.got, string(e.Data))
-		}
-		p.mu.Unlock()
-		s.Sent(batch)
-	}
-}
-
-// TestPullMode: a pull transport is notified when frames wait after its
-// poll found the queue empty, and when the session closes; End finishes
-// the session.
-func TestPullMode(t *testing.T) {
-	s, m := newTest(Config{QueueSize: 8})
-	if !s.TrySend(sendq.Entry{Data: []byte(`{"event":"hello"}`)}) {
-		t.Fatal("hello refused")
-	}
-	p := &puller{wake: make(chan struct{}, 1)}
-	s.StartPull(context.Background(), p, p.notify, nil)
-	p.poll(s) // the first poll takes what admission queued
-	s.TrySend(sendq.Entry{Data: []byte(`{"event":"order","seq":1}`)})
-	select {
-	case <-p.wake:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notify for a frame pushed to an idle queue")
-	}
-	p.poll(s)
-	if r, _ := s.Closing(); r != None {
-		t.Fatalf("closing %v", r)
-	}
-	s.Close(TryAgainLater, "x")
-	select {
-	case <-p.wake:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notify for Close")
-	}
-	if r, _ := s.Closing(); r != TryAgainLater {
-		t.Fatalf("reason %v", r)
-	}
-	s.End()
-	<-s.Done()
-	if len(p.got) != 2 || p.got[1] != `{"event":"order","seq":1}` {
-		t.Fatalf("got %q", p.got)
-	}
-	if testutil.ToFloat64(m.FramesSent) != 2 {
-		t.Fatal("sent frames not counted")
-	}
-	if s.TrySend(sendq.Entry{Data: []byte("{}")}) {
-		t.Fatal("queue open after End")
-	}
-	s.DeadPeer()
-	if !p.killed {
-		t.Fatal("DeadPeer did not drop the connection")
-	}
 }
 
 // writer is a push transport that records what the drainer wrote.
@@ -173,4 +89,25 @@ func TestPushModeOverflowAndExpiry(t *testing.T) {
 	if w2.closed != Policy {
 		t.Fatalf("expiry closed with %v", w2.closed)
 	}
+}
+
+// TestAnswer: Answer returns what Handle would queue, queues nothing, and
+// answers a message CLIENT_MSG_RATE drops with rate_limited.
+func TestAnswer(t *testing.T) {
+	s, _ := newTest(Config{QueueSize: 8, MsgRate: config.Rate{N: 1, Per: time.Hour}}) // burst 2
+	if got := string(s.Answer([]byte(`{"event":"ping"}`))); got != `{"event":"pong"}` {
+		t.Fatalf("ping: %s", got)
+	}
+	if got := s.Answer([]byte(`nonsense`)); !strings.Contains(string(got), wire.CodeInvalidFrame) {
+		t.Fatalf("malformed: %s", got)
+	}
+	for range 2 { // over the burst: refused with a notice, then silently; both answered
+		if got := s.Answer([]byte(`{"event":"ping"}`)); !strings.Contains(string(got), wire.CodeRateLimited) {
+			t.Fatalf("over the limit: %s", got)
+		}
+	}
+	if n := s.q.Len(); n != 0 {
+		t.Fatalf("Answer queued %d frames", n)
+	}
+	s.End()
 }

@@ -5,12 +5,18 @@
 // with pingInterval/pingTimeout, and maxPayload. It knows nothing of
 // socket.io; a Handler receives each session's messages.
 //
-// A Session keeps one bounded queue of outgoing entries whatever its
-// transport, so an upgrade moves nothing: polling GETs take what is queued;
-// on websocket a drainer goroutine runs only while entries wait (the push
-// that makes the queue non-empty starts it, and it exits when the queue is
-// empty), so an idle websocket session costs one reading goroutine and an
-// idle polling session only the client's parked GET. Pings and their
+// A Session keeps no queue: the layer above (socket.io on the gateway's
+// session, whose queue and limits are the only ones) writes one batch at a
+// time with Write. On websocket the batch is written at once; on polling it
+// waits for the next GET, and the writer waits until a GET took it, so a
+// client that polls slowly backs up the layer above's queue, not this one.
+// The upgrade hands what waited for a GET to the websocket before anything
+// else, under the lock that serialises websocket writes, so no packet is
+// lost or sent twice across it. Packets outside the stream (pings, a
+// refusal before CONNECT) go with Send, which does not wait.
+//
+// Goroutines: an idle websocket session has one, its reader; an idle
+// polling session none beyond the client's parked GET. Pings and their
 // timeouts are time.AfterFunc timers.
 //
 // A poll for a session this replica does not hold goes to Config.Foreign,

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"orderpush/gateway/internal/transport/ws"
 )
 
 // Defaults of Config.
@@ -23,7 +24,6 @@ const (
 	DefaultPingInterval   = 25 * time.Second
 	DefaultPingTimeout    = 20 * time.Second
 	DefaultMaxPayload     = 64 << 10
-	DefaultQueueSize      = 256
 	DefaultUpgradeTimeout = 10 * time.Second
 	DefaultWriteTimeout   = 10 * time.Second
 )
@@ -47,15 +47,10 @@ type Config struct {
 	PingInterval   time.Duration // server ping period (handshake pingInterval)
 	PingTimeout    time.Duration // a ping unanswered this long ends the session
 	MaxPayload     int           // bytes a client may send in one POST or websocket message
-	QueueSize      int           // entries queued per session before Push fails
 	UpgradeTimeout time.Duration // probe to upgrade, at most
 	WriteTimeout   time.Duration // one response or websocket write, at most
 	// NewID returns a session id; default: 26 random base32 characters.
 	NewID func() string
-	// Encode appends the Engine.IO packet for a non-Raw entry.
-	Encode func(dst []byte, e Entry) []byte
-	// Sent, when set, is told of entries written to a client.
-	Sent func(es []Entry)
 	// Foreign, when set, is given requests for a sid this server does not
 	// hold; it reports whether it answered them (e.g. by forwarding).
 	Foreign func(w http.ResponseWriter, r *http.Request, sid string) bool
@@ -81,7 +76,6 @@ type Handler interface {
 type Server struct {
 	cfg Config
 	h   Handler
-	log *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[string]*Session // guarded by mu
@@ -89,7 +83,7 @@ type Server struct {
 }
 
 // NewServer returns a server whose new sessions go to h.
-func NewServer(cfg Config, h Handler, log *slog.Logger) *Server {
+func NewServer(cfg Config, h Handler) *Server {
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = DefaultPingInterval
 	}
@@ -98,9 +92,6 @@ func NewServer(cfg Config, h Handler, log *slog.Logger) *Server {
 	}
 	if cfg.MaxPayload <= 0 {
 		cfg.MaxPayload = DefaultMaxPayload
-	}
-	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = DefaultQueueSize
 	}
 	if cfg.UpgradeTimeout <= 0 {
 		cfg.UpgradeTimeout = DefaultUpgradeTimeout
@@ -111,10 +102,7 @@ func NewServer(cfg Config, h Handler, log *slog.Logger) *Server {
 	if cfg.NewID == nil {
 		cfg.NewID = RandomID
 	}
-	if cfg.Encode == nil {
-		cfg.Encode = func(dst []byte, e Entry) []byte { return AppendPacket(dst, Message, e.Data) }
-	}
-	return &Server{cfg: cfg, h: h, log: log, sessions: make(map[string]*Session)}
+	return &Server{cfg: cfg, h: h, sessions: make(map[string]*Session)}
 }
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -193,7 +181,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handshake opens a session: its open packet is the answer to the polling
 // GET, or the first websocket message.
 func (s *Server) handshake(w http.ResponseWriter, r *http.Request, tr string) {
-	sess := &Session{srv: s, id: s.cfg.NewID(), wake: make(chan struct{}, 1)}
+	sess := newSession(s, s.cfg.NewID())
 	var conn *websocket.Conn
 	if tr == "websocket" {
 		var err error
@@ -203,7 +191,6 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, tr string) {
 		}
 		conn.SetReadLimit(int64(s.cfg.MaxPayload))
 		sess.mode, sess.ws = wsOnly, conn
-		sess.draining = true // held until the open packet is queued below
 	}
 	upgrades := []string{"websocket"}
 	if conn != nil {
@@ -216,17 +203,21 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, tr string) {
 		PingTimeout  int64    `json:"pingTimeout"`
 		MaxPayload   int      `json:"maxPayload"`
 	}{sess.id, upgrades, s.cfg.PingInterval.Milliseconds(), s.cfg.PingTimeout.Milliseconds(), s.cfg.MaxPayload})
-	sess.q = []Entry{{Data: AppendPacket(nil, Open, open), Raw: true}}
+	open = AppendPacket(nil, Open, open)
 	if s.cfg.Admit != nil {
 		release, refusal := s.cfg.Admit(r)
 		if refusal != nil {
-			s.refuse(w, conn, sess.q[0].Data, refusal)
+			s.refuse(w, conn, open, refusal)
 			return
 		}
 		sess.release = release
 	}
+	// The receiver before the session can be found: every end reports to it.
+	sess.rcv = s.h.Open(sess, r)
 	if !s.add(sess) {
-		sess.releaseSlot()
+		if sess.release != nil {
+			sess.release()
+		}
 		if conn != nil {
 			_ = conn.Close(websocket.StatusGoingAway, "")
 		} else {
@@ -234,14 +225,22 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, tr string) {
 		}
 		return
 	}
-	sess.rcv = s.h.Open(sess, r)
 	sess.startHeartbeat()
 	if conn == nil {
-		sess.poll(w, r)
+		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+		if _, err := w.Write(open); err != nil {
+			sess.CloseNowFor("transport error")
+		}
 		return
 	}
-	go sess.drain(conn)
-	sess.read(conn)
+	if err := sess.writeWS([][]byte{open}); err != nil {
+		sess.CloseNowFor("transport error")
+		return
+	}
+	// The reader runs on a goroutine of its own: this one's stack grew deep
+	// in the HTTP stack and would be kept at that size for the session's
+	// life.
+	go sess.read(conn)
 }
 
 // refuse answers a refused handshake: the open packet, the refusal, the
@@ -280,13 +279,13 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 		return
 	}
 	conn.SetReadLimit(int64(s.cfg.MaxPayload))
-	sess.upgrade(conn)
+	go sess.upgrade(conn) // on a fresh goroutine, as in handshake
 }
 
 func accept(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
 	// Origins are checked by CheckOrigin; the library's same-host check
 	// would refuse every cross-origin dashboard.
-	return websocket.Accept(w, r, &websocket.AcceptOptions{
+	return ws.AcceptSmall(w, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionDisabled,
 	})
@@ -340,30 +339,6 @@ func (s *Server) Stop() {
 	s.mu.Lock()
 	s.stopped = true
 	s.mu.Unlock()
-}
-
-// appendPayload appends entries as one polling payload.
-func (s *Server) appendPayload(dst []byte, es []Entry) []byte {
-	for i, e := range es {
-		if i > 0 {
-			dst = append(dst, Separator)
-		}
-		dst = s.appendEntry(dst, e)
-	}
-	return dst
-}
-
-func (s *Server) appendEntry(dst []byte, e Entry) []byte {
-	if e.Raw {
-		return append(dst, e.Data...)
-	}
-	return s.cfg.Encode(dst, e)
-}
-
-func (s *Server) sent(es []Entry) {
-	if s.cfg.Sent != nil && len(es) > 0 {
-		s.cfg.Sent(es)
-	}
 }
 
 // readBody reads at most limit bytes; more is an error.

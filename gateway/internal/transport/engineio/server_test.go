@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -45,8 +44,9 @@ type echoConn struct {
 }
 
 func (c *echoConn) Message(data []byte) {
-	c.s.Push(Entry{Data: append([]byte(nil), data...)})
+	c.s.Send(AppendPacket(nil, Message, append([]byte(nil), data...)))
 }
+func (c *echoConn) Dead()                { c.s.CloseNowFor("ping timeout") }
 func (c *echoConn) Closed(reason string) { c.closed <- reason }
 
 type fixture struct {
@@ -58,11 +58,11 @@ type fixture struct {
 func start(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	h := &echo{closed: make(chan string, 16)}
-	srv := NewServer(cfg, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := NewServer(cfg, h)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		for _, s := range srv.Sessions() {
-			s.Close("test over")
+			s.CloseNow()
 		}
 		hs.CloseClientConnections()
 		hs.Close()
@@ -252,11 +252,22 @@ func TestUpgrade(t *testing.T) {
 	if body := <-parked; body != "6" {
 		t.Fatalf("parked poll got %q, want a noop", body)
 	}
+	// A batch written now waits for a GET that will not come: the upgrade
+	// hands it to the websocket, first.
 	sess := f.srv.lookup(o.SID)
-	sess.Push(Entry{Data: []byte("queued during the upgrade")})
+	wrote := make(chan error, 1)
+	go func() { wrote <- sess.Write([][]byte{[]byte("4queued during the upgrade")}) }()
+	waitFor(t, "the batch waiting for a GET", func() bool {
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		return len(sess.payload) == 1
+	})
 	write(t, ws, "5")
 	if got := read(t, ws); got != "4queued during the upgrade" {
 		t.Fatalf("after upgrade %q", got)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("Write across the upgrade: %v", err)
 	}
 	write(t, ws, "4echo")
 	if got := read(t, ws); got != "4echo" {
@@ -274,7 +285,7 @@ func TestUpgrade(t *testing.T) {
 
 func TestWebSocketOnly(t *testing.T) {
 	t.Parallel()
-	f := start(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 5 * time.Second, QueueSize: 2})
+	f := start(t, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 5 * time.Second})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.url("transport=websocket"), "http"), nil)
@@ -307,30 +318,53 @@ func TestWebSocketOnly(t *testing.T) {
 	if r := <-f.h.closed; r != "forced close" {
 		t.Fatalf("closed for %q", r)
 	}
-	if sess.Push(Entry{Data: []byte("x")}) {
-		t.Fatal("Push after close succeeded")
+	if sess.Write([][]byte{[]byte("4x")}) == nil {
+		t.Fatal("Write after close succeeded")
 	}
 }
 
-func TestQueueLimit(t *testing.T) {
+// TestPollingWrite: a polling batch waits until a GET took it, with what
+// Send added meanwhile; Close hands the close packet to the next GET and
+// ends the session.
+func TestPollingWrite(t *testing.T) {
 	t.Parallel()
-	f := start(t, Config{PingInterval: time.Minute, QueueSize: 2})
+	f := start(t, Config{PingInterval: time.Minute})
 	o := handshake(t, f)
 	s := f.srv.lookup(o.SID)
-	if !s.Push(Entry{Data: []byte("a")}) || !s.Push(Entry{Data: []byte("b")}) {
-		t.Fatal("push under the limit failed")
+	q := f.url("transport=polling&sid=" + o.SID)
+	wrote := make(chan error, 1)
+	go func() { wrote <- s.Write([][]byte{[]byte("4a"), []byte("4b")}) }()
+	waitFor(t, "the batch waiting", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.payload) == 2
+	})
+	select {
+	case err := <-wrote:
+		t.Fatalf("Write returned (%v) before a GET took the batch", err)
+	default:
 	}
-	if s.Push(Entry{Data: []byte("c")}) {
-		t.Fatal("push over the limit succeeded")
-	}
-	if !s.Push(Entry{Data: []byte("2"), Raw: true}) {
-		t.Fatal("control packets are not limited")
-	}
-	if _, body := do(t, http.MethodGet, f.url("transport=polling&sid="+o.SID), ""); body != "4a\x1e4b\x1e2" {
+	s.Send([]byte("2"))
+	if _, body := do(t, http.MethodGet, q, ""); body != "4a\x1e4b\x1e2" {
 		t.Fatalf("GET %q", body)
 	}
-	if !s.Push(Entry{Data: []byte("c")}) {
-		t.Fatal("push after the queue was taken failed")
+	if err := <-wrote; err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	parked := make(chan string, 1)
+	go func() {
+		_, body := do(t, http.MethodGet, q, "")
+		parked <- body
+	}()
+	s.Close("bye")
+	if body := <-parked; body != "1" {
+		t.Fatalf("the poll got %q, want the close packet", body)
+	}
+	if r := <-f.h.closed; r != "bye" {
+		t.Fatalf("closed for %q", r)
+	}
+	if s.Write([][]byte{[]byte("4c")}) == nil {
+		t.Fatal("Write after Close succeeded")
 	}
 }
 
@@ -389,7 +423,7 @@ func TestAdmit(t *testing.T) {
 	}
 	refuse.Store(false)
 	o := handshake(t, f)
-	f.srv.lookup(o.SID).Close("bye")
+	f.srv.lookup(o.SID).CloseNow()
 	select {
 	case <-released:
 	case <-time.After(5 * time.Second):

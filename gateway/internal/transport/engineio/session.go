@@ -1,34 +1,28 @@
 package engineio
 
 import (
+	"bytes"
 	"context"
-	"log/slog"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
-
-	"orderpush/pkg/logging"
 )
-
-// Entry is one outgoing item. A Raw entry's Data is a complete Engine.IO
-// packet ("2", "40{...}"); any other entry is passed to Config.Encode when
-// it is written, so a frame shared by many sessions is encoded by the
-// writer of each, off the fan-out path. TS is the publish time in Unix
-// milliseconds (0 when not live), for the caller's lag metric.
-type Entry struct {
-	Data []byte
-	TS   int64
-	Raw  bool
-}
 
 // Receiver is what the layer above does with a session's traffic.
 type Receiver interface {
 	// Message is called for each text message, in order, on the goroutine
-	// reading the transport; a slow Message delays the next one.
+	// reading the transport (the websocket's reader, or a POST's handler);
+	// a slow Message delays the next one.
 	Message(data []byte)
-	// Closed is called once, when the session ends, with the reason.
+	// Dead is called when a pong did not come within pingTimeout. The
+	// receiver ends the session (CloseNow, or a way of its own that ends
+	// in it).
+	Dead()
+	// Closed is called once, on a goroutine of its own, when the session
+	// is over, with the reason.
 	Closed(reason string)
 }
 
@@ -45,145 +39,204 @@ var (
 	closePacket = []byte{byte(Close)}
 )
 
-// Session is one Engine.IO connection.
-type Session struct {
-	// Static after start.
-	srv *Server
-	id  string
-	rcv Receiver
+// errClosed is Write's error once the session ended.
+var errClosed = errors.New("engine.io session closed")
 
-	mu         sync.Mutex
-	q          []Entry         // guarded by mu; nil while empty
-	n          int             // guarded by mu: entries counted against the limit (not Raw)
-	closed     bool            // guarded by mu
-	reason     string          // guarded by mu
-	mode       transport       // guarded by mu
-	upgrading  bool            // guarded by mu: a websocket probe is under way
-	polled     bool            // guarded by mu: a GET is being answered (overlap check)
-	posting    bool            // guarded by mu: a POST is being read
-	wake       chan struct{}   // never closed; a parked GET waits on it (capacity 1)
-	ws         *websocket.Conn // guarded by mu: set on upgrade or websocket handshake
-	draining   bool            // guarded by mu: a websocket drainer runs
-	awaitPong  bool            // guarded by mu
-	hb         *time.Timer     // guarded by mu: next ping, or the pong deadline
-	release    func()          // from Config.Admit; called once the session ends
-	closedOnce sync.Once
+// Session is one Engine.IO connection. It keeps no queue of its own: the
+// layer above writes a batch at a time (Write, one caller at a time) and
+// keeps what waits; a polling batch waits here only until the next GET
+// takes it.
+type Session struct {
+	// Static after the handshake.
+	srv     *Server
+	id      string
+	rcv     Receiver
+	release func() // from Config.Admit; called once the session ends
+
+	wmu sync.Mutex // serialises websocket writes (and the upgrade's hand-over)
+
+	mu        sync.Mutex
+	taken     sync.Cond       // L is &mu: signalled when a GET (or the upgrade) took the payload, and at the end
+	mode      transport       // guarded by mu
+	ws        *websocket.Conn // guarded by mu: set on upgrade or websocket handshake
+	payload   [][]byte        // guarded by mu: polling: packets for the next GET; nil while empty
+	gen       uint64          // guarded by mu: payloads taken so far
+	polled    bool            // guarded by mu: a GET is being answered (overlap check)
+	posting   bool            // guarded by mu: a POST is being read
+	upgrading bool            // guarded by mu: a websocket probe is under way
+	release1  bool            // guarded by mu: answer the parked GET now (the probe wants polling paused)
+	closed    bool            // guarded by mu
+	awaitPong bool            // guarded by mu
+	hb        *time.Timer     // guarded by mu: next ping, or the pong deadline
+	wake      chan struct{}   // never closed; a parked GET waits on it (capacity 1)
+	endOnce   sync.Once
 }
 
-func (s *Session) releaseSlot() {
-	if s.release != nil {
-		s.release()
-	}
+func newSession(srv *Server, id string) *Session {
+	s := &Session{srv: srv, id: id, wake: make(chan struct{}, 1)}
+	s.taken.L = &s.mu
+	return s
 }
 
 // ID is the session id (the sid).
 func (s *Session) ID() string { return s.id }
 
-// Push queues e without blocking; false when the session is closed or its
-// queue (Config.QueueSize entries) is full: the caller decides, usually by
-// closing the session.
-func (s *Session) Push(e Entry) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || (!e.Raw && s.n >= s.srv.cfg.QueueSize) {
-		return false
-	}
-	s.pushLocked(e)
-	return true
-}
+// Receiver is the layer above of this session.
+func (s *Session) Receiver() Receiver { return s.rcv }
 
-// PushAll queues es as one run, beyond the queue limit: a reconnect's
-// replay, which the caller bounds (REPLAY_MAX).
-func (s *Session) PushAll(es []Entry) bool {
+// Send writes one packet outside the layer above's stream (a refusal
+// before socket.io's CONNECT, a ping) without waiting for the peer: on
+// websocket it is written at once, on polling it goes with the next GET.
+func (s *Session) Send(pkt []byte) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
-		return false
-	}
-	for _, e := range es {
-		s.pushLocked(e)
-	}
-	return true
-}
-
-func (s *Session) pushLocked(e Entry) {
-	s.q = append(s.q, e)
-	if !e.Raw {
-		s.n++
-	}
-	s.kickLocked()
-}
-
-// kickLocked gets the queue moving: a websocket drainer, or the parked GET.
-func (s *Session) kickLocked() {
-	if s.ws != nil && s.mode == wsOnly {
-		if !s.draining {
-			s.draining = true
-			go s.drain(s.ws)
-		}
+		s.mu.Unlock()
 		return
 	}
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if s.mode == polling {
+		s.payload = append(s.payload, pkt)
+		s.signalLocked()
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	if err := s.writeWS([][]byte{pkt}); err != nil {
+		s.CloseNow()
 	}
 }
 
-// takeLocked removes and returns what is queued, at most about max bytes
-// of raw data (at least one entry).
-func (s *Session) takeLocked(max int) []Entry {
-	size, i := 0, 0
-	for i < len(s.q) {
-		size += len(s.q[i].Data) + 1
-		if i > 0 && size > max {
-			break
-		}
-		i++
+// Write writes a batch of packets, in order: on websocket one message
+// each; on polling it waits until a GET took them (the client polls again
+// at once after each answer; a client that stops is ended by the ping
+// timeout). One caller at a time. An error means the session is over.
+func (s *Session) Write(pkts [][]byte) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errClosed
 	}
-	out := s.q[:i:i]
-	for _, e := range out {
-		if !e.Raw {
-			s.n--
-		}
+	if s.mode != polling {
+		s.mu.Unlock()
+		return s.writeWS(pkts)
 	}
-	if i == len(s.q) {
-		s.q = nil
-	} else {
-		s.q = append([]Entry(nil), s.q[i:]...)
+	s.payload = append(s.payload, pkts...)
+	s.signalLocked()
+	gen := s.gen
+	for s.gen == gen && !s.closed {
+		s.taken.Wait()
 	}
-	return out
+	taken := s.gen != gen
+	s.mu.Unlock()
+	if !taken {
+		return errClosed
+	}
+	return nil
 }
 
-// Close ends the session: queued entries still go out, then a close
-// packet (polling) or the close of the websocket. Only the first call
-// counts.
+// writeWS writes packets to the websocket.
+func (s *Session) writeWS(pkts [][]byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	conn := s.ws
+	s.mu.Unlock()
+	return s.writeTo(conn, pkts)
+}
+
+// writeTo writes packets as websocket messages, within the write timeout;
+// wmu is held.
+func (s *Session) writeTo(conn *websocket.Conn, pkts [][]byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WriteTimeout)
+	defer cancel()
+	for _, p := range pkts {
+		if err := conn.Write(ctx, websocket.MessageText, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close ends the session with Engine.IO's goodbye: the websocket is
+// closed, or the close packet goes with the next GET (waiting for it at
+// most the write timeout). It returns when the goodbye is out.
 func (s *Session) Close(reason string) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
-	s.closed, s.reason = true, reason
-	if s.hb != nil {
-		s.hb.Stop()
+	if s.mode != polling {
+		conn := s.ws
+		s.mu.Unlock()
+		s.wmu.Lock()
+		_ = conn.Close(websocket.StatusNormalClosure, "")
+		s.wmu.Unlock()
+		s.end(reason) // the reader ends too, and would say "transport close"
+		return
 	}
-	if s.mode == polling {
-		s.q = append(s.q, Entry{Data: closePacket, Raw: true})
+	s.payload = append(s.payload, closePacket)
+	s.signalLocked()
+	gen := s.gen
+	t := time.AfterFunc(s.srv.cfg.WriteTimeout, func() {
+		s.mu.Lock()
+		s.taken.Broadcast()
+		s.mu.Unlock()
+	})
+	start := time.Now()
+	for s.gen == gen && !s.closed && time.Since(start) < s.srv.cfg.WriteTimeout {
+		s.taken.Wait()
 	}
-	s.kickLocked()
 	s.mu.Unlock()
-	s.srv.forget(s)
-	s.closedOnce.Do(func() {
-		s.releaseSlot()
-		s.rcv.Closed(reason)
+	t.Stop()
+	s.end(reason)
+}
+
+// CloseNow drops the session without a goodbye; it does not block.
+func (s *Session) CloseNow() {
+	s.mu.Lock()
+	conn := s.ws
+	s.mu.Unlock()
+	if conn != nil {
+		_ = conn.CloseNow() // the reader ends, and with it the session
+	}
+	s.end("forced close")
+}
+
+// end is the session's one end: it wakes whoever waits, forgets the
+// session and tells the receiver, on a goroutine of its own (the caller
+// may be the layer above's writer, which the receiver waits for).
+func (s *Session) end(reason string) {
+	s.endOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		clear(s.payload)
+		s.payload = nil
+		if s.hb != nil {
+			s.hb.Stop()
+		}
+		s.taken.Broadcast()
+		s.signalLocked()
+		s.mu.Unlock()
+		s.srv.forget(s)
+		if s.release != nil {
+			s.release()
+		}
+		go s.rcv.Closed(reason)
 	})
 }
 
-// Closed reports whether Close was called.
+// Closed reports whether the session ended.
 func (s *Session) Closed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+func (s *Session) signalLocked() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // startHeartbeat arms the first server ping.
@@ -195,7 +248,8 @@ func (s *Session) startHeartbeat() {
 	}
 }
 
-// heartbeat sends a ping, or closes a session whose pong is overdue.
+// heartbeat sends a ping, or reports a peer whose pong is overdue. It runs
+// on the timer's goroutine, which exists only while it runs.
 func (s *Session) heartbeat() {
 	s.mu.Lock()
 	if s.closed {
@@ -204,13 +258,13 @@ func (s *Session) heartbeat() {
 	}
 	if s.awaitPong {
 		s.mu.Unlock()
-		s.Close("ping timeout")
+		s.rcv.Dead()
 		return
 	}
 	s.awaitPong = true
-	s.pushLocked(Entry{Data: pingPacket, Raw: true})
 	s.hb.Reset(s.srv.cfg.PingTimeout)
 	s.mu.Unlock()
+	s.Send(pingPacket)
 }
 
 // packet handles one packet from the client.
@@ -218,7 +272,7 @@ func (s *Session) packet(p Packet) {
 	switch p.Type {
 	case Message:
 		if p.Binary {
-			s.Close("parse error")
+			s.CloseNowFor("parse error")
 			return
 		}
 		s.rcv.Message(p.Data)
@@ -230,13 +284,19 @@ func (s *Session) packet(p Packet) {
 		}
 		s.mu.Unlock()
 	case Close:
-		s.Close("forced close")
+		s.CloseNowFor("forced close")
 	}
 	// Ping (v3 clients), Upgrade and Noop outside an upgrade: nothing to do.
 }
 
-// poll answers a long-poll GET: what is queued, or, when nothing is, the
-// first entry to arrive (a ping comes within pingInterval).
+// CloseNowFor is CloseNow with the reason the receiver is told.
+func (s *Session) CloseNowFor(reason string) {
+	s.end(reason)
+	s.CloseNow()
+}
+
+// poll answers a long-poll GET: what waits, or, when nothing does, what
+// comes first (a ping comes within pingInterval).
 func (s *Session) poll(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.polled || s.mode != polling {
@@ -244,13 +304,13 @@ func (s *Session) poll(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		if overlap {
 			// Engine.IO: a second concurrent GET is a protocol error.
-			s.Close("transport error")
+			s.CloseNowFor("transport error")
 		}
 		httpError(w, codeBadRequest, "Bad request")
 		return
 	}
 	s.polled = true
-	for len(s.q) == 0 && !s.closed && s.mode == polling {
+	for len(s.payload) == 0 && !s.closed && s.mode == polling && !s.release1 {
 		s.mu.Unlock()
 		select {
 		case <-s.wake:
@@ -262,15 +322,21 @@ func (s *Session) poll(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Lock()
 	}
-	var batch []Entry
-	if s.mode == polling {
-		batch = s.takeLocked(s.srv.cfg.MaxPayload)
-	}
-	s.mu.Unlock()
-	body := s.srv.appendPayload(nil, batch)
-	if len(body) == 0 {
+	s.release1 = false
+	var body []byte
+	switch {
+	case s.mode == polling && len(s.payload) > 0:
+		body = bytes.Join(s.payload, []byte{Separator})
+		clear(s.payload)
+		s.payload = nil
+		s.gen++
+		s.taken.Broadcast()
+	case s.closed:
+		body = closePacket
+	default:
 		body = noopPacket // upgraded meanwhile: release the poll
 	}
+	s.mu.Unlock()
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
 	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
@@ -278,15 +344,10 @@ func (s *Session) poll(w http.ResponseWriter, r *http.Request) {
 	_, err := w.Write(body)
 	s.mu.Lock()
 	s.polled = false
-	if len(s.q) > 0 {
-		s.kickLocked() // a wake consumed before this GET parked is not lost
-	}
 	s.mu.Unlock()
 	if err != nil {
-		s.Close("transport error")
-		return
+		s.CloseNowFor("transport error")
 	}
-	s.srv.sent(batch)
 }
 
 // post reads a payload POST and hands its packets over in order.
@@ -296,7 +357,7 @@ func (s *Session) post(w http.ResponseWriter, r *http.Request) {
 		overlap := s.posting
 		s.mu.Unlock()
 		if overlap {
-			s.Close("transport error")
+			s.CloseNowFor("transport error")
 		}
 		httpError(w, codeBadRequest, "Bad request")
 		return
@@ -308,18 +369,17 @@ func (s *Session) post(w http.ResponseWriter, r *http.Request) {
 		s.posting = false
 		s.mu.Unlock()
 	}()
-	limit := s.srv.cfg.MaxPayload
-	body, err := readBody(r, limit)
+	body, err := readBody(r, s.srv.cfg.MaxPayload)
 	if err != nil {
 		// maxPayload was announced in the handshake; a client that sends
 		// more is broken or hostile.
-		s.Close("transport error")
+		s.CloseNowFor("transport error")
 		httpError(w, codeBadRequest, err.Error())
 		return
 	}
 	ps, err := DecodePayload(body, maxPacketsPerPost)
 	if err != nil {
-		s.Close("parse error")
+		s.CloseNowFor("parse error")
 		httpError(w, codeBadRequest, err.Error())
 		return
 	}
@@ -331,26 +391,33 @@ func (s *Session) post(w http.ResponseWriter, r *http.Request) {
 }
 
 // upgrade runs the probe over a new websocket of a polling session: 2probe,
-// 3probe, the parked GET released with a noop, then 5, after which the
-// websocket carries everything. It then reads the websocket until it ends.
+// 3probe, the parked GET released, then 5, after which the websocket
+// carries everything: what waited for a GET goes first, so nothing is lost
+// or sent twice. It then reads the websocket until it ends.
 func (s *Session) upgrade(conn *websocket.Conn) {
 	ok := s.probe(conn)
+	s.wmu.Lock() // the hand-over is the websocket's first write
 	s.mu.Lock()
 	s.upgrading = false
 	if !ok || s.closed {
 		s.mu.Unlock()
+		s.wmu.Unlock()
 		_ = conn.CloseNow()
 		return
 	}
 	s.mode, s.ws = wsOnly, conn
-	if len(s.q) > 0 || s.closed {
-		s.kickLocked()
-	}
-	select { // a GET parked anyway gets a noop
-	case s.wake <- struct{}{}:
-	default:
-	}
+	left := s.payload
+	s.payload = nil
+	s.gen++
+	s.taken.Broadcast()
+	s.signalLocked() // a GET parked anyway gets a noop
 	s.mu.Unlock()
+	err := s.writeTo(conn, left)
+	s.wmu.Unlock()
+	if err != nil {
+		s.CloseNowFor("transport error")
+		return
+	}
 	s.read(conn)
 }
 
@@ -365,8 +432,8 @@ func (s *Session) probe(conn *websocket.Conn) bool {
 		return false
 	}
 	s.mu.Lock()
-	s.q = append(s.q, Entry{Data: noopPacket, Raw: true})
-	s.kickLocked()
+	s.release1 = true
+	s.signalLocked()
 	s.mu.Unlock()
 	typ, b, err = conn.Read(ctx)
 	return err == nil && typ == websocket.MessageText && string(b) == string(Upgrade)
@@ -378,7 +445,7 @@ func (s *Session) read(conn *websocket.Conn) {
 	for {
 		typ, b, err := conn.Read(context.Background())
 		if err != nil {
-			s.Close("transport close")
+			s.end("transport close")
 			return
 		}
 		if typ == websocket.MessageBinary {
@@ -387,45 +454,9 @@ func (s *Session) read(conn *websocket.Conn) {
 		}
 		p, err := DecodePacket(b)
 		if err != nil {
-			s.Close("parse error")
+			s.CloseNowFor("parse error")
 			return
 		}
 		s.packet(p)
-	}
-}
-
-// drain is the websocket write side while it runs (one at a time): it
-// writes queued entries, one packet per message, until the queue is empty;
-// after Close it ends the connection.
-func (s *Session) drain(conn *websocket.Conn) {
-	var buf []byte
-	for {
-		s.mu.Lock()
-		if len(s.q) == 0 {
-			closed := s.closed
-			if !closed {
-				s.draining = false
-			}
-			s.mu.Unlock()
-			if closed {
-				_ = conn.Close(websocket.StatusNormalClosure, "")
-			}
-			return
-		}
-		batch := s.takeLocked(1 << 30)
-		s.mu.Unlock()
-		for _, e := range batch {
-			buf = s.srv.appendEntry(buf[:0], e)
-			ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WriteTimeout)
-			err := conn.Write(ctx, websocket.MessageText, buf)
-			cancel()
-			if err != nil {
-				s.srv.log.LogAttrs(context.Background(), slog.LevelDebug, "engine.io write failed", slog.String(logging.KeyConn, s.id), logging.Err(err))
-				s.Close("transport error")
-				_ = conn.CloseNow()
-				return
-			}
-		}
-		s.srv.sent(batch)
 	}
 }

@@ -3,49 +3,46 @@ package socketio
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"log/slog"
 	"net/http"
-	"strconv"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"orderpush/gateway/internal/hub"
+	"orderpush/gateway/internal/session"
 	"orderpush/gateway/internal/session/sendq"
 	"orderpush/gateway/internal/transport/engineio"
-	"orderpush/pkg/logging"
 	"orderpush/pkg/wire"
 )
 
-// Backend is the gateway's side of a socket.io client: the connect
-// sequence and the client frames, shared with the other transports.
+// Backend is the gateway's side of a socket.io client: its one admission
+// path, shared with the other transports.
 type Backend interface {
-	// Join admits a client (token, role, limits, presence) and joins m to
-	// its merchant's topic, queueing hello (and resync) on m. A refusal is
-	// a *Refusal.
-	Join(ctx context.Context, req JoinRequest, c *Conn) (Joined, error)
+	// Admit runs the admission for a CONNECT (token, role, origin, since,
+	// limits, drain, presence, hub join). An admitted client's session has
+	// its hello, and resync if any, queued and is not started.
+	Admit(req AdmitRequest) (Joined, *Refusal)
 }
 
-// JoinRequest is what a CONNECT asks for.
-type JoinRequest struct {
-	Token string
-	Since int64 // hub.NoSince without a recovery offset
-	// ClientIP and Origin come from the Engine.IO handshake request.
-	RemoteAddr string
-	Header     http.Header
+// AdmitRequest is what a CONNECT asks for.
+type AdmitRequest struct {
+	// Request stands for the Engine.IO handshake: its RemoteAddr and the
+	// headers admission reads (Origin, X-Forwarded-For, Authorization).
+	Request *http.Request
+	Token   string
+	// Since is the recovery offset as sent; HasSince tells whether the
+	// client sent one.
+	Since    string
+	HasSince bool
 }
 
 // Joined is an admitted client.
 type Joined interface {
-	// Replay sends what the client missed since JoinRequest.Since.
+	Session() *session.Session
+	// Replay sends what the client missed since its offset.
 	Replay(ctx context.Context) error
-	// Handle acts on one client frame (PROTOCOL.md "Merchant socket") and
-	// returns the frame to answer with (pong, error) or nil.
-	Handle(ctx context.Context, frame []byte) []byte
-	// Leave undoes Join.
-	Leave()
+	// Ended undoes the admission once the session has ended.
+	Ended()
 }
 
 // Refusal is a connect refused with an HTTP error's code.
@@ -54,108 +51,92 @@ type Refusal struct {
 	Message string
 }
 
-func (r *Refusal) Error() string { return r.Code + ": " + r.Message }
-
 type state uint8
 
 const (
 	idle       state = iota // no CONNECT yet, or the last one was refused
-	connecting              // Join and replay under way
-	connected
-	closed
+	connecting              // admission under way
+	joined                  // admitted: the session runs
+	over                    // the Engine.IO session ended
 )
 
-// Conn is one socket.io client on one Engine.IO session; it is the hub's
-// member for the client's merchant.
+// connectMarker is queued on the session after the replay: frames before
+// it are held back until the CONNECT answer, which can say only then
+// whether the client recovered without a resync, has gone out first.
+var connectMarker = []byte("connected")
+
+// Conn is one socket.io client on one Engine.IO session. Once admitted it
+// is the session's Writer: the session's drainer writes through it.
 type Conn struct {
+	// Static after Open.
 	srv       *Server
-	sess      *engineio.Session
-	id        string      // connId: the socket id and hello.connId
+	eio       *engineio.Session
 	qtoken    string      // ?token= of the handshake; never logged
 	remote    string      // handshake RemoteAddr
-	header    http.Header // handshake headers (Origin, X-Forwarded-For)
+	header    http.Header // handshake headers admission reads
 	connTimer *time.Timer // closes a session that never connects
 
-	mu      sync.Mutex
-	st      state            // guarded by mu
-	pending []engineio.Entry // guarded by mu: frames queued while connecting
-	joined  Joined           // guarded by mu
-	ctx     context.Context  // guarded by mu: ends with the session
-	cancel  context.CancelFunc
+	mu     sync.Mutex
+	st     state  // guarded by mu
+	j      Joined // guarded by mu: set when admitted
+	oldPID string // guarded by mu: the pid of a recovering CONNECT
+	since  bool   // guarded by mu: the CONNECT had a recovery offset
+
+	// Owned by the session's drainer (WriteFrames).
+	sent     bool     // the CONNECT answer went out
+	held     [][]byte // packets before it
+	resynced bool     // a resync is among them
 }
 
 // Open is engineio.Handler: a new Engine.IO session.
 func (s *Server) Open(sess *engineio.Session, r *http.Request) engineio.Receiver {
 	c := &Conn{
-		srv: s, sess: sess, id: "s" + sess.ID()[:26],
+		srv: s, eio: sess,
 		qtoken: strings.Clone(r.URL.Query().Get("token")),
-		remote: r.RemoteAddr,
+		remote: strings.Clone(r.RemoteAddr),
 		header: http.Header{},
 	}
-	for _, k := range []string{"Origin", "X-Forwarded-For", "X-Real-Ip", "Authorization"} {
+	for _, k := range []string{"Origin", "X-Forwarded-For", "Authorization"} {
 		if v := r.Header.Values(k); len(v) > 0 {
 			c.header[k] = []string{strings.Clone(v[0])}
 		}
 	}
-	c.ctx, c.cancel = context.WithCancel(s.base)
 	c.connTimer = time.AfterFunc(s.cfg.ConnectTimeout, func() {
 		c.mu.Lock()
 		st := c.st
 		c.mu.Unlock()
 		if st == idle {
-			sess.Close("connect timeout")
+			sess.CloseNowFor("connect timeout")
 		}
 	})
 	return c
 }
 
-// ID is the connection id (hub.Member).
-func (c *Conn) ID() string { return c.id }
-
-// TrySend queues a merchant frame (hub.Member).
-func (c *Conn) TrySend(e sendq.Entry) bool {
+func (c *Conn) admitted() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch c.st {
-	case connecting:
-		c.pending = append(c.pending, engineio.Entry{Data: e.Data, TS: e.TS})
-		return true
-	case connected:
-		return c.sess.Push(engineio.Entry{Data: e.Data, TS: e.TS})
-	}
-	return false
+	return c.j != nil
 }
 
-// Send queues a replayed frame (hub.Member). Replays run while connecting,
-// into the pending list, which REPLAY_MAX bounds; it never waits.
-func (c *Conn) Send(_ context.Context, e sendq.Entry) error {
-	if !c.TrySend(e) {
-		return errors.New("socket.io session closed or full")
+func (c *Conn) session() *session.Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.j == nil {
+		return nil
 	}
-	return nil
-}
-
-// Close ends the client's Engine.IO session: the client reconnects (and
-// recovers from its offset), as after a transport failure.
-func (c *Conn) Close(reason string) { c.sess.Close(reason) }
-
-// Overflow closes a client that cannot keep up (hub.Member); it
-// reconnects and recovers from its offset.
-func (c *Conn) Overflow() {
-	c.srv.cfg.SlowConsumer()
-	c.sess.Close("slow consumer")
+	return c.j.Session()
 }
 
 // Message is engineio.Receiver: one socket.io packet.
 func (c *Conn) Message(data []byte) {
 	p, err := Decode(data)
 	if err != nil {
-		c.sess.Close("parse error")
+		c.eio.CloseNowFor("parse error")
 		return
 	}
 	if p.Namespace != "/" {
 		if p.Type == Connect {
-			c.push(AppendNS(nil, ConnectError, p.Namespace, []byte(`{"message":"Invalid namespace"}`)))
+			c.eio.Send(engineio.AppendPacket(nil, engineio.Message, AppendNS(nil, ConnectError, p.Namespace, []byte(`{"message":"Invalid namespace"}`))))
 		}
 		return
 	}
@@ -163,30 +144,32 @@ func (c *Conn) Message(data []byte) {
 	case Connect:
 		c.connect(p.Data)
 	case Disconnect:
-		c.sess.Close("client namespace disconnect")
+		c.eio.CloseNowFor("client namespace disconnect")
 	case Event:
 		c.event(p)
 	}
 	// ACK: this server asks for none. CONNECT_ERROR: clients do not send it.
 }
 
-// Closed is engineio.Receiver: the session ended.
+// Dead is engineio.Receiver: the pong did not come.
+func (c *Conn) Dead() {
+	if sess := c.session(); sess != nil {
+		sess.DeadPeer()
+	}
+	c.eio.CloseNowFor("ping timeout")
+}
+
+// Closed is engineio.Receiver: the Engine.IO session ended. It ends the
+// client's session and undoes its admission.
 func (c *Conn) Closed(string) {
 	c.connTimer.Stop()
 	c.mu.Lock()
-	j := c.joined
-	c.joined, c.st, c.pending = nil, closed, nil
+	j := c.j
+	c.st = over
 	c.mu.Unlock()
-	c.cancel()
 	if j != nil {
-		j.Leave()
-	}
-}
-
-// push queues a raw socket.io packet as an Engine.IO message.
-func (c *Conn) push(sio []byte) {
-	if !c.sess.Push(engineio.Entry{Data: engineio.AppendPacket(nil, engineio.Message, sio), Raw: true}) {
-		c.sess.Close("slow consumer")
+		j.Session().End()
+		j.Ended()
 	}
 }
 
@@ -198,31 +181,28 @@ type auth struct {
 	Offset string `json:"offset"`
 }
 
-// connect handles CONNECT: the Join runs on a goroutine of its own (Redis,
-// maybe the order API) so the transport keeps reading pongs.
+// connect handles CONNECT: the admission runs on a goroutine of its own
+// (Redis, maybe the order API), so the transport keeps reading pongs and
+// the reader's stack stays small.
 func (c *Conn) connect(data []byte) {
 	var a auth
 	if len(data) > 0 {
 		if err := json.Unmarshal(data, &a); err != nil {
-			c.refuse(&Refusal{Code: codeInvalidField, Message: "auth: " + err.Error()})
+			c.refuse(&Refusal{Code: wire.CodeInvalidField, Message: "auth: " + err.Error()})
 			return
 		}
-	}
-	since := int64(hub.NoSince)
-	if a.PID != "" && a.Offset != "" {
-		n, err := parseOffset(a.Offset)
-		if err != nil {
-			c.refuse(&Refusal{Code: codeInvalidSince, Message: err.Error()})
-			return
-		}
-		since = n
 	}
 	tok := a.Token
 	if tok == "" {
 		tok = c.qtoken
 	}
-	if tok == "" {
-		tok = bearer(c.header.Get("Authorization"))
+	req := AdmitRequest{
+		// A stand-in for the handshake request, which is not kept.
+		Request: &http.Request{Method: http.MethodGet, URL: &url.URL{}, Header: c.header, RemoteAddr: c.remote},
+		Token:   tok,
+	}
+	if a.PID != "" && a.Offset != "" {
+		req.Since, req.HasSince = a.Offset, true
 	}
 	c.mu.Lock()
 	if c.st != idle {
@@ -230,86 +210,47 @@ func (c *Conn) connect(data []byte) {
 		return // a second CONNECT while connecting or connected: ignored
 	}
 	c.st = connecting
+	c.oldPID, c.since = a.PID, req.HasSince
 	c.mu.Unlock()
-	go c.join(JoinRequest{Token: tok, Since: since, RemoteAddr: c.remote, Header: c.header}, a.PID)
+	go c.admit(req)
 }
 
-func (c *Conn) join(req JoinRequest, oldPID string) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.JoinTimeout)
-	defer cancel()
-	j, err := c.srv.backend.Join(ctx, req, c)
-	if err != nil {
+func (c *Conn) admit(req AdmitRequest) {
+	j, ref := c.srv.backend.Admit(req)
+	if ref != nil {
 		c.mu.Lock()
 		if c.st == connecting {
-			c.st, c.pending = idle, nil
+			c.st = idle
 		}
 		c.mu.Unlock()
-		var ref *Refusal
-		if !errors.As(err, &ref) {
-			ref = &Refusal{Code: codeUnavailable, Message: "cannot reach the event stream; retry shortly"}
-		}
 		c.refuse(ref)
-		return
-	}
-	if !c.adopt(j) {
-		return
-	}
-	// The replay fills pending; it never waits (Send), and REPLAY_MAX
-	// bounds it.
-	if err := j.Replay(c.ctx); err != nil {
-		c.sess.Close("replay failed")
 		return
 	}
 	c.mu.Lock()
 	if c.st != connecting {
+		// The Engine.IO session ended meanwhile.
 		c.mu.Unlock()
+		j.Session().End()
+		j.Ended()
 		return
 	}
-	recovered := req.Since >= 0 && !hasResync(c.pending)
-	pid := engineio.RandomID()
-	if recovered && validPID(oldPID) {
-		pid = oldPID
-	}
-	ans, _ := json.Marshal(struct {
-		SID string `json:"sid"`
-		PID string `json:"pid"`
-	}{c.id, pid})
-	out := make([]engineio.Entry, 0, len(c.pending)+1)
-	out = append(out, engineio.Entry{Data: engineio.AppendPacket(nil, engineio.Message, Append(nil, Connect, NoID, ans)), Raw: true})
-	for i, e := range c.pending {
-		// hello tells its seq as the offset only on a fresh connect: after
-		// a recovery it comes before the replayed events, and a client cut
-		// off between them must resume from its old offset.
-		out = append(out, engineio.Entry{Data: AppendFrame(nil, e.Data, i > 0 || req.Since < 0), TS: e.TS, Raw: true})
-	}
-	c.pending = nil
-	c.st = connected
+	c.st, c.j = joined, j
 	c.connTimer.Stop()
-	ok := c.sess.PushAll(out)
+	sess := j.Session()
+	// Started under mu: Closed, which ends the session, comes after.
+	sess.Start(c.srv.base, c, func(ctx context.Context) error {
+		if err := j.Replay(ctx); err != nil {
+			return err
+		}
+		return sess.Send(ctx, sendq.Entry{Data: connectMarker})
+	})
 	c.mu.Unlock()
-	if ok {
-		c.srv.cfg.Connected(recovered)
-	}
-}
-
-// adopt records the Join unless the session closed meanwhile.
-func (c *Conn) adopt(j Joined) bool {
-	c.mu.Lock()
-	if c.st == connecting {
-		c.joined = j
-		c.mu.Unlock()
-		return true
-	}
-	c.mu.Unlock()
-	j.Leave()
-	return false
 }
 
 // refuse answers a CONNECT with CONNECT_ERROR; the message is the HTTP
 // error's code (PROTOCOL.md "Other transports"), data has the details.
 func (c *Conn) refuse(r *Refusal) {
-	c.srv.cfg.Refused(r.Code)
-	c.push(connectError(r))
+	c.eio.Send(engineio.AppendPacket(nil, engineio.Message, connectError(r)))
 }
 
 // connectError is the CONNECT_ERROR packet of a refusal.
@@ -321,71 +262,59 @@ func connectError(r *Refusal) []byte {
 	return Append(nil, ConnectError, NoID, b)
 }
 
-// event turns a client event into the frame it mirrors and answers it:
-// with an ack when the client asked for one, else with the frame's reply.
+// event turns a client event into the frame it mirrors and hands it to the
+// session, which applies CLIENT_MSG_RATE to every one: without an
+// acknowledgement the answer (pong, error) comes as an event; with one, the
+// callback gets the result.
 func (c *Conn) event(p Packet) {
-	c.mu.Lock()
-	j, st := c.joined, c.st
-	c.mu.Unlock()
-	if st != connected || j == nil {
-		return
+	sess := c.session()
+	if sess == nil {
+		return // before the CONNECT was admitted
 	}
-	name, args, err := EventArgs(p)
-	var reply []byte
-	if err == nil {
-		var frame []byte
-		frame, err = clientFrame(name, args)
-		if err == nil {
-			reply = j.Handle(c.ctx, frame)
-		}
-	}
-	if err != nil {
-		reply = wire.ErrorFrame(codeInvalidField, err.Error())
-	}
+	frame := clientFrame(p)
 	if p.ID == NoID {
-		if reply != nil && !c.sess.Push(engineio.Entry{Data: reply}) {
-			c.Overflow()
-		}
+		sess.Handle(frame)
 		return
 	}
-	c.push(Append(nil, Ack, p.ID, ackResult(reply)))
+	ack := engineio.AppendPacket(nil, engineio.Message, Append(nil, Ack, p.ID, ackResult(sess.Answer(frame))))
+	if !sess.TrySend(sendq.Entry{Data: ack}) {
+		sess.Overflow()
+	}
 }
 
-// clientFrame builds the frame a client event mirrors: ping; process and
-// seen with the order as data; ack with {seq: N} or N.
-func clientFrame(name string, args []json.RawMessage) ([]byte, error) {
-	switch name {
-	case "ping":
-		return []byte(`{"event":"ping"}`), nil
-	case "process", "seen":
-		if len(args) != 1 {
-			return nil, fmt.Errorf("%s takes one argument {\"orderNo\":\"...\"}", name)
-		}
-		return json.Marshal(struct {
-			Event string          `json:"event"`
-			Data  json.RawMessage `json:"data"`
-		}{name, args[0]})
-	case "ack":
-		if len(args) != 1 {
-			return nil, errors.New(`ack takes one argument {"seq":N} or N`)
-		}
-		var seq uint64
-		if json.Unmarshal(args[0], &seq) != nil {
-			var obj struct {
-				Seq *uint64 `json:"seq"`
-			}
-			if json.Unmarshal(args[0], &obj) != nil || obj.Seq == nil {
-				return nil, errors.New(`ack takes one argument {"seq":N} or N`)
-			}
-			seq = *obj.Seq
-		}
-		return []byte(`{"event":"ack","seq":` + strconv.FormatUint(seq, 10) + `}`), nil
+// clientFrame builds the client frame an EVENT mirrors (PROTOCOL.md
+// "Client frames"): ping; process and seen with their one argument as
+// data; ack with its argument, N or {"seq":N}, as seq. The session
+// validates it like any other client frame, so a malformed event gets the
+// same error (and counts against the limit) as a malformed frame.
+func clientFrame(p Packet) []byte {
+	name, args, err := EventArgs(p)
+	if err != nil {
+		return nil // not JSON: the session answers invalid_frame
 	}
-	return nil, fmt.Errorf("unknown event %s", strconv.Quote(name))
+	b := []byte(`{"event":`)
+	n, _ := json.Marshal(name)
+	b = append(b, n...)
+	if len(args) == 1 {
+		switch name {
+		case wire.EventProcess, "seen":
+			b = append(append(b, `,"data":`...), args[0]...)
+		case "ack":
+			seq := args[0]
+			var obj struct {
+				Seq json.RawMessage `json:"seq"`
+			}
+			if firstByte(seq) == '{' && json.Unmarshal(seq, &obj) == nil && obj.Seq != nil {
+				seq = obj.Seq
+			}
+			b = append(append(b, `,"seq":`...), seq...)
+		}
+	}
+	return append(b, '}')
 }
 
 // ackResult is what an acknowledgement callback receives: [{"ok":true}],
-// or [{"ok":false,"error":{"code","message"}}] when the reply is an error.
+// or [{"ok":false,"error":{"code","message"}}] when the answer is an error.
 func ackResult(reply []byte) []byte {
 	var f struct {
 		Event string          `json:"event"`
@@ -397,27 +326,88 @@ func ackResult(reply []byte) []byte {
 	return []byte(`[{"ok":true}]`)
 }
 
-func hasResync(es []engineio.Entry) bool {
-	for _, e := range es {
-		if h, err := wire.ParseHead(e.Data); err == nil && h.Event == wire.EventResync {
-			return true
+// WriteFrames is session.Writer: each frame becomes an EVENT, an
+// acknowledgement goes as it is. Until the connect marker, packets are
+// held; at the marker the CONNECT answer goes out, then them.
+func (c *Conn) WriteFrames(batch []sendq.Entry) (int, error) {
+	sess := c.session()
+	recovering := c.recovering()
+	pkts := make([][]byte, 0, len(batch)+len(c.held)+1)
+	n := len(batch)
+	for i, e := range batch {
+		if sess != nil && sess.Overflowed() {
+			n = i
+			break
 		}
+		var p []byte
+		switch {
+		case len(e.Data) == 0:
+			continue
+		case &e.Data[0] == &connectMarker[0]:
+			pkts = append(pkts, c.connectAnswer(sess.ID()))
+			pkts = append(pkts, c.held...)
+			c.held, c.sent = nil, true
+			continue
+		case e.Data[0] >= '0' && e.Data[0] <= '9':
+			p = e.Data // an Engine.IO packet (an acknowledgement)
+		default:
+			f := parseFrame(e.Data)
+			if f.Event == wire.EventResync {
+				c.resynced = true
+			}
+			// hello tells its seq as the offset only on a fresh connect:
+			// after a recovery it comes before the replayed events, and a
+			// client cut off between them must resume from its old offset.
+			p = appendEvent(nil, f, f.Event != wire.EventHello || !recovering)
+		}
+		if !c.sent {
+			c.held = append(c.held, p)
+			continue
+		}
+		pkts = append(pkts, p)
 	}
-	return false
-}
-
-var errOffset = errors.New("offset must be the last seq seen (decimal digits)")
-
-func parseOffset(v string) (int64, error) {
-	if v == "" || len(v) > 19 || strings.TrimLeft(v, "0123456789") != "" {
-		return 0, errOffset
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, errOffset
+	if len(pkts) > 0 {
+		if err := c.eio.Write(pkts); err != nil {
+			return 0, err
+		}
 	}
 	return n, nil
 }
+
+func (c *Conn) recovering() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.since
+}
+
+// connectAnswer is the CONNECT answer: the socket id is the connection id
+// (hello.connId), and the pid is the client's old one when it recovered
+// without a resync (socket.recovered === true).
+func (c *Conn) connectAnswer(connID string) []byte {
+	c.mu.Lock()
+	recovered := c.since && !c.resynced && validPID(c.oldPID)
+	pid := c.oldPID
+	c.mu.Unlock()
+	if !recovered {
+		pid = engineio.RandomID()
+	}
+	ans, _ := json.Marshal(struct {
+		SID string `json:"sid"`
+		PID string `json:"pid"`
+	}{connID, pid})
+	return engineio.AppendPacket(nil, engineio.Message, Append(nil, Connect, NoID, ans))
+}
+
+// WriteClose is session.Writer: the Engine.IO session ends (the client
+// reconnects and recovers from its offset; after an expired token its
+// CONNECT is refused until it brings a new one).
+func (c *Conn) WriteClose(session.Reason, string) error {
+	c.eio.Close("session closed")
+	return nil
+}
+
+// CloseNow is session.Writer: the Engine.IO session is dropped.
+func (c *Conn) CloseNow() { c.eio.CloseNow() }
 
 // validPID accepts only ids this server could have made (RandomID).
 func validPID(s string) bool {
@@ -430,16 +420,4 @@ func validPID(s string) bool {
 		}
 	}
 	return true
-}
-
-func bearer(h string) string {
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
-
-func (c *Conn) logf(level slog.Level, msg string, attrs ...slog.Attr) {
-	attrs = append(attrs, slog.String(logging.KeyConn, c.id))
-	c.srv.log.LogAttrs(context.Background(), level, msg, attrs...)
 }

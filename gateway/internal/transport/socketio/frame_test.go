@@ -1,11 +1,14 @@
 package socketio
 
 import (
-	"encoding/json"
 	"testing"
 
 	"orderpush/gateway/internal/transport/engineio"
+	"orderpush/pkg/wire"
 )
+
+// encode is what WriteFrames does with a merchant frame.
+func encode(frame []byte, offset bool) []byte { return appendEvent(nil, parseFrame(frame), offset) }
 
 func TestAppendFrame(t *testing.T) {
 	t.Parallel()
@@ -23,8 +26,8 @@ func TestAppendFrame(t *testing.T) {
 		{`{"event":"notice","data":{"msg":"hi"}}`, true, `42["notice",{"data":{"msg":"hi"}}]`},
 		{`not json`, true, `42["error",{"data":{"code":"invalid_frame","message":"unreadable frame"}}]`},
 	} {
-		if got := string(AppendFrame(nil, []byte(tc.frame), tc.offset)); got != tc.want {
-			t.Errorf("AppendFrame(%s, %v)\n got %s\nwant %s", tc.frame, tc.offset, got, tc.want)
+		if got := string(encode([]byte(tc.frame), tc.offset)); got != tc.want {
+			t.Errorf("encode(%s, %v)\n got %s\nwant %s", tc.frame, tc.offset, got, tc.want)
 		}
 	}
 }
@@ -36,7 +39,7 @@ func FuzzAppendFrame(f *testing.F) {
 	f.Add([]byte(`{"event":"hello","data":{"seq":"x"}}`))
 	f.Add([]byte(`{"event":"a\"b","data":null}`))
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		out := AppendFrame(nil, frame, true)
+		out := encode(frame, true)
 		p, err := engineio.DecodePacket(out)
 		if err != nil || p.Type != engineio.Message {
 			t.Fatalf("engine.io packet %q: %v", out, err)
@@ -53,37 +56,31 @@ func FuzzAppendFrame(f *testing.F) {
 
 func TestClientFrame(t *testing.T) {
 	t.Parallel()
-	raw := func(s ...string) []json.RawMessage {
-		var out []json.RawMessage
-		for _, x := range s {
-			out = append(out, json.RawMessage(x))
-		}
-		return out
-	}
-	for _, tc := range []struct {
-		name string
-		args []json.RawMessage
-		want string
-	}{
-		{"ping", nil, `{"event":"ping"}`},
-		{"process", raw(`{"orderNo":"u1"}`), `{"event":"process","data":{"orderNo":"u1"}}`},
-		{"seen", raw(`{"orderNo":"u1"}`), `{"event":"seen","data":{"orderNo":"u1"}}`},
-		{"ack", raw(`12`), `{"event":"ack","seq":12}`},
-		{"ack", raw(`{"seq":12}`), `{"event":"ack","seq":12}`},
+	for _, tc := range []struct{ event, want string }{
+		{`["ping"]`, `{"event":"ping"}`},
+		{`["process",{"orderNo":"u1"}]`, `{"event":"process","data":{"orderNo":"u1"}}`},
+		{`["seen",{"orderNo":"u1"}]`, `{"event":"seen","data":{"orderNo":"u1"}}`},
+		{`["ack",12]`, `{"event":"ack","seq":12}`},
+		{`["ack",{"seq":12}]`, `{"event":"ack","seq":12}`},
 	} {
-		got, err := clientFrame(tc.name, tc.args)
-		if err != nil || string(got) != tc.want {
-			t.Errorf("clientFrame(%s, %s) = %s, %v; want %s", tc.name, tc.args, got, err, tc.want)
+		p, err := Decode([]byte("2" + tc.event))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(clientFrame(p)); got != tc.want {
+			t.Errorf("clientFrame(%s) = %s, want %s", tc.event, got, tc.want)
 		}
 	}
-	for _, tc := range []struct {
-		name string
-		args []json.RawMessage
-	}{
-		{"frob", nil}, {"process", nil}, {"ack", raw(`"x"`)}, {"ack", raw(`{"seq":"1"}`)}, {"ack", nil},
-	} {
-		if got, err := clientFrame(tc.name, tc.args); err == nil {
-			t.Errorf("clientFrame(%s, %s) = %s, want an error", tc.name, tc.args, got)
+	// Malformed events become frames the session refuses like any other
+	// malformed frame.
+	for _, event := range []string{`["frob"]`, `["process"]`, `["process",1,2]`, `["ping\"}"]`, `["ack",{"seq":"1"}]`} {
+		p, err := Decode([]byte("2" + event))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := clientFrame(p)
+		if _, err := wire.ParseClient(f); err == nil {
+			t.Errorf("clientFrame(%s) = %s, which the session accepts", event, f)
 		}
 	}
 }
@@ -98,19 +95,5 @@ func TestAckResult(t *testing.T) {
 	}
 	if got := string(ackResult([]byte(`{"event":"error","data":{"code":"not_found","message":"no such order"}}`))); got != `[{"ok":false,"error":{"code":"not_found","message":"no such order"}}]` {
 		t.Errorf("error: %s", got)
-	}
-}
-
-func TestParseOffset(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]int64{"0": 0, "17": 17, "9223372036854775807": 1<<63 - 1} {
-		if got, err := parseOffset(in); err != nil || got != want {
-			t.Errorf("parseOffset(%q) = %d, %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"", "-1", "1.5", " 1", "9223372036854775808", "0x10"} {
-		if _, err := parseOffset(bad); err == nil {
-			t.Errorf("parseOffset(%q) accepted", bad)
-		}
 	}
 }

@@ -3,7 +3,6 @@ package socketio
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -12,63 +11,34 @@ import (
 	"orderpush/pkg/wire"
 )
 
-// Error codes used in CONNECT_ERROR and error frames (PROTOCOL.md).
-const (
-	codeInvalidField = "invalid_field"
-	codeInvalidSince = "invalid_since"
-	codeUnavailable  = "unavailable"
-)
+// DefaultConnectTimeout is Config.ConnectTimeout's default.
+const DefaultConnectTimeout = 10 * time.Second
 
-// Defaults of Config.
-const (
-	DefaultConnectTimeout = 10 * time.Second
-	DefaultJoinTimeout    = 5 * time.Second
-)
-
-// Config tunes the server. Zero values mean the defaults; nil hooks do
-// nothing.
+// Config tunes the server. Zero values mean the defaults.
 type Config struct {
-	Engine         engineio.Config // Encode is set by New
-	ConnectTimeout time.Duration   // a session without a successful CONNECT by then is closed
-	JoinTimeout    time.Duration   // the connect sequence, at most
+	Engine         engineio.Config
+	ConnectTimeout time.Duration // a session without a successful CONNECT by then is closed
 	// Admit, when set, applies the connect limits to a handshake: it
 	// returns what to call when the session ends, or a refusal, which the
 	// client gets as CONNECT_ERROR right after the open packet.
 	Admit func(r *http.Request) (release func(), refusal *Refusal)
-	// Hooks for the caller's metrics.
-	Connected    func(recovered bool)
-	Refused      func(code string)
-	SlowConsumer func()
 }
 
 // Server is socket.io at one path.
 type Server struct {
 	cfg     Config
 	backend Backend
-	log     *slog.Logger
 	eio     *engineio.Server
-	base    context.Context // parent of every connection's context
+	base    context.Context // parent of every session's work
 	stop    context.CancelFunc
 }
 
-// New returns a server whose clients join through backend.
-func New(cfg Config, backend Backend, log *slog.Logger) *Server {
+// New returns a server whose clients are admitted by backend.
+func New(cfg Config, backend Backend) *Server {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
-	if cfg.JoinTimeout <= 0 {
-		cfg.JoinTimeout = DefaultJoinTimeout
-	}
-	if cfg.Connected == nil {
-		cfg.Connected = func(bool) {}
-	}
-	if cfg.Refused == nil {
-		cfg.Refused = func(string) {}
-	}
-	if cfg.SlowConsumer == nil {
-		cfg.SlowConsumer = func() {}
-	}
-	s := &Server{cfg: cfg, backend: backend, log: log}
+	s := &Server{cfg: cfg, backend: backend}
 	s.base, s.stop = context.WithCancel(context.Background())
 	if cfg.Admit != nil {
 		cfg.Engine.Admit = func(r *http.Request) (func(), []byte) {
@@ -79,31 +49,46 @@ func New(cfg Config, backend Backend, log *slog.Logger) *Server {
 			return release, nil
 		}
 	}
-	cfg.Engine.Encode = func(dst []byte, e engineio.Entry) []byte { return AppendFrame(dst, e.Data, true) }
-	s.eio = engineio.NewServer(cfg.Engine, s, log)
+	s.eio = engineio.NewServer(cfg.Engine, s)
 	return s
 }
 
 // ServeHTTP serves the socket.io path (/socket.io/).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.eio.ServeHTTP(w, r) }
 
-// Engine is the Engine.IO server underneath (drain, counts).
+// Engine is the Engine.IO server underneath (counts, tests).
 func (s *Server) Engine() *engineio.Server { return s.eio }
 
-// Close ends every connection's pending work (joins, process calls).
+// Stop refuses new Engine.IO sessions and closes those without an admitted
+// CONNECT; admitted clients are sessions of the gateway, which drains them.
+func (s *Server) Stop() {
+	s.eio.Stop()
+	for _, sess := range s.eio.Sessions() {
+		if c, ok := sess.Receiver().(*Conn); ok && !c.admitted() {
+			sess.CloseNow()
+		}
+	}
+}
+
+// Close ends every connection's pending work (admissions).
 func (s *Server) Close() { s.stop() }
 
-// AppendFrame appends the Engine.IO message for a merchant frame: an EVENT
-// named by the frame's event whose argument is the rest of the frame
-// ({seq, ts, data}); with offset, a sequenced frame adds its seq, and
-// hello and resync their data.seq, as a last string argument (the
-// client's recovery offset). A frame that does not parse (never built by
-// the gateway) becomes an error event.
-func AppendFrame(dst, frame []byte, offset bool) []byte {
+// parseFrame reads a merchant frame for appendEvent. A frame that does not
+// parse (never built by the gateway) becomes an error event.
+func parseFrame(frame []byte) wire.Frame {
 	var f wire.Frame
 	if err := json.Unmarshal(frame, &f); err != nil || f.Event == "" {
 		f = wire.Frame{Event: wire.EventError, Data: json.RawMessage(`{"code":"invalid_frame","message":"unreadable frame"}`)}
 	}
+	return f
+}
+
+// appendEvent appends the Engine.IO message for a merchant frame: an EVENT
+// named by the frame's event whose argument is the rest of the frame
+// ({seq, ts, data}); with offset, a sequenced frame adds its seq, and
+// hello and resync their data.seq, as a last string argument (the
+// client's recovery offset).
+func appendEvent(dst []byte, f wire.Frame, offset bool) []byte {
 	dst = append(dst, byte(engineio.Message), byte(Event), '[')
 	name, _ := json.Marshal(f.Event)
 	dst = append(dst, name...)

@@ -6,11 +6,14 @@
 // stream alive. Clients send nothing on the stream; their messages (ack,
 // seen, process) go over the order API's HTTP twins.
 //
-// Goroutines per stream: one, the HTTP handler's, which waits for the end
-// of the stream (net/http needs it alive while the response is written).
-// The write side is the session's drainer, which exists only while frames
-// wait; the heartbeat is a time.AfterFunc timer. Writes of the drainer and
-// of the heartbeat are serialised by a mutex.
+// Goroutines per stream: one, which reads the connection only to notice
+// the client leaving. The stream takes the connection over from net/http
+// (as a WebSocket upgrade does), so no handler goroutine waits and none of
+// net/http's buffers stay with it; the response has no length and ends with
+// the connection (Connection: close). The write side is the session's
+// drainer, which exists only while frames wait; the heartbeat is a
+// time.AfterFunc timer. Writes of the drainer and of the heartbeat are
+// serialised by a mutex.
 //
 // The session's close reasons end the stream after a comment naming the
 // reason; the client resumes with Last-Event-ID (EventSource does so by
@@ -21,6 +24,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -47,70 +52,86 @@ type Config struct {
 type Stream struct {
 	sess *session.Session
 	cfg  Config
-	w    http.ResponseWriter
-	rc   *http.ResponseController
-	done chan struct{} // closed by end: the handler returns
+	conn net.Conn
 
-	mu      sync.Mutex  // serialises writes to w
-	ended   bool        // guarded by mu: w is not written any more
-	beat    *time.Timer // guarded by mu
-	endOnce sync.Once
+	mu    sync.Mutex  // serialises writes to conn
+	ended bool        // guarded by mu: conn is not written any more
+	beat  *time.Timer // guarded by mu
 }
 
-// New prepares a stream on w; Run sends the headers.
-func New(w http.ResponseWriter, sess *session.Session, cfg Config) *Stream {
+// Take takes the request's connection over and sends the response head
+// with w's headers (set by the caller: CORS) and the stream's own. On error
+// the connection is closed; the caller answers nothing more.
+func Take(w http.ResponseWriter, sess *session.Session, cfg Config) (*Stream, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
-	return &Stream{sess: sess, cfg: cfg, w: w, rc: http.NewResponseController(w), done: make(chan struct{})}
-}
-
-// Run sends the headers, attaches the session (which writes what was
-// queued at admission, and the replay when not nil) and serves until the
-// stream ends: the session closed it, a write failed, or the client went
-// away (ctx is the request's context). It returns when the session has
-// ended; after that w is not touched.
-func (st *Stream) Run(ctx, base context.Context, replay func(context.Context) error) {
-	h := st.w.Header()
+	h := w.Header().Clone()
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, fmt.Errorf("sse: take over the connection: %w", err)
+	}
+	// net/http's read and write deadlines stay with a taken connection.
+	_ = conn.SetDeadline(time.Time{})
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	// Proxy-friendly: nothing may cache, buffer or compress the stream.
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	st.w.WriteHeader(http.StatusOK)
-	st.mu.Lock()
+	h.Set("Connection", "close")
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = h.Write(&head)
 	// retry: how long EventSource waits before it reconnects on its own.
-	err := st.writeLocked([]byte("retry: 1000\n\n"))
-	st.beat = time.AfterFunc(st.cfg.Heartbeat, st.heartbeat)
+	head.WriteString("\r\nretry: 1000\n\n")
+	st := &Stream{sess: sess, cfg: cfg, conn: conn}
+	st.mu.Lock()
+	if err := st.writeLocked(head.Bytes()); err != nil {
+		st.mu.Unlock()
+		_ = conn.Close()
+		return nil, fmt.Errorf("sse: response head: %w", err)
+	}
+	st.beat = time.AfterFunc(cfg.Heartbeat, st.heartbeat)
 	st.mu.Unlock()
-	st.sess.Start(base, st, replay)
-	if err != nil {
-		st.sess.Abort()
+	return st, nil
+}
+
+// Start attaches the session (which writes what was queued at admission,
+// and the replay when not nil) and returns. The stream goes on until the
+// session closes it, a write fails or the client goes away; then the
+// session has ended and ended is called, on the stream's goroutine.
+func (st *Stream) Start(ctx context.Context, replay func(context.Context) error, ended func()) {
+	st.sess.Start(ctx, st, replay)
+	go st.run(ended)
+}
+
+// run reads the connection until it ends: the client went away (nothing
+// else is expected from it), or the session closed it.
+func (st *Stream) run(ended func()) {
+	buf := make([]byte, 64)
+	for {
+		if _, err := st.conn.Read(buf); err != nil {
+			break
+		}
 	}
-	select {
-	case <-st.done:
-	case <-ctx.Done():
-		st.sess.Abort() // the client is gone
-	}
+	st.sess.Abort() // the client is gone; no-op when the session ended it
 	st.sess.End()
 	st.mu.Lock()
 	st.ended = true
 	st.beat.Stop()
 	st.mu.Unlock()
+	ended()
 }
 
-// end lets the handler return.
-func (st *Stream) end() { st.endOnce.Do(func() { close(st.done) }) }
-
 // CloseNow ends the stream without a goodbye.
-func (st *Stream) CloseNow() { st.end() }
+func (st *Stream) CloseNow() { _ = st.conn.Close() }
 
 // WriteClose ends the stream with a comment naming the reason (a client
 // reconnects with Last-Event-ID; after Policy it needs a new token).
 func (st *Stream) WriteClose(r session.Reason, text string) error {
-	defer st.end()
+	defer st.CloseNow()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.ended {
@@ -195,11 +216,9 @@ func (st *Stream) heartbeat() {
 	}
 }
 
-// writeLocked writes and flushes within the write timeout; mu is held.
+// writeLocked writes within the write timeout; mu is held.
 func (st *Stream) writeLocked(p []byte) error {
-	_ = st.rc.SetWriteDeadline(time.Now().Add(st.cfg.WriteTimeout))
-	if _, err := st.w.Write(p); err != nil {
-		return err
-	}
-	return st.rc.Flush()
+	_ = st.conn.SetWriteDeadline(time.Now().Add(st.cfg.WriteTimeout))
+	_, err := st.conn.Write(p)
+	return err
 }

@@ -71,11 +71,19 @@ func Accept(w http.ResponseWriter, r *http.Request, sess *session.Session, cfg C
 	return c, nil
 }
 
+// AcceptSmall is websocket.Accept with the small buffers of Accept and no
+// gathering: for a WebSocket that is not a session's Conn (Engine.IO's,
+// whose writes are one message per packet). On failure it has written the
+// HTTP response.
+func AcceptSmall(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions) (*websocket.Conn, error) {
+	return websocket.Accept(&hijackWriter{ResponseWriter: w}, r, opts)
+}
+
 // hijackWriter is the ResponseWriter websocket.Accept sees: its Hijack
 // replaces net/http's buffers.
 type hijackWriter struct {
 	http.ResponseWriter
-	c *Conn
+	c *Conn // nil: AcceptSmall, no output
 }
 
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -101,8 +109,12 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	} else {
 		br = bufio.NewReaderSize(conn, readBufSize)
 	}
-	h.c.out = &output{conn: conn, timeout: h.c.cfg.WriteTimeout, stalled: h.c.sess.Overflow}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(h.c.out, writeBufSize)), nil
+	var out io.Writer = conn
+	if h.c != nil {
+		h.c.out = &output{conn: conn, timeout: h.c.cfg.WriteTimeout, stalled: h.c.sess.Overflow}
+		out = h.c.out
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(out, writeBufSize)), nil
 }
 
 // output is the io.Writer under the library's bufio.Writer. Outside a

@@ -1,0 +1,193 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"orderpush/gateway/internal/metrics"
+	"orderpush/pkg/config"
+	"orderpush/pkg/presence"
+	"orderpush/pkg/rediskey"
+	"orderpush/pkg/redistest"
+	"orderpush/pkg/stream"
+	"orderpush/pkg/wire"
+)
+
+// sioWS is a socket.io client over the websocket transport, by hand:
+// Engine.IO pings are answered as they come.
+type sioWS struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+// sioConnect opens Engine.IO over websocket and sends CONNECT with the
+// token in auth; it returns the client and the CONNECT's answer.
+func sioConnect(t *testing.T, base, tok string) (*sioWS, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/socket.io/?EIO=4&transport=websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	c := &sioWS{t: t, ws: ws}
+	if open := c.next(); !strings.HasPrefix(open, "0{") {
+		t.Fatalf("open packet %q", open)
+	}
+	auth, _ := json.Marshal(map[string]string{"token": tok})
+	c.send("40" + string(auth))
+	return c, c.next()
+}
+
+func (c *sioWS) send(pkt string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageText, []byte(pkt)); err != nil {
+		c.t.Fatalf("send %q: %v", pkt, err)
+	}
+}
+
+// next is the next packet other than a ping (answered); "" when the
+// connection ended.
+func (c *sioWS) next() string {
+	c.t.Helper()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, b, err := c.ws.Read(ctx)
+		expired := ctx.Err() != nil
+		cancel()
+		if err != nil {
+			if expired {
+				c.t.Fatal("nothing within 10 s")
+			}
+			return ""
+		}
+		if string(b) == "2" {
+			c.send("3")
+			continue
+		}
+		return string(b)
+	}
+}
+
+// TestSocketIOLimits: a socket.io client is a session like any other.
+// Every event counts against CLIENT_MSG_RATE: over the burst, an event
+// without acknowledgement is dropped (one rate_limited error event a
+// second), an acknowledged one gets the rate_limited error in its
+// callback, and a flood ends the connection and counts as one.
+func TestSocketIOLimits(t *testing.T) {
+	t.Parallel()
+	url := redistest.SharedURL(t)
+	g := startGW(t, url, func(c *Config) { c.ClientMsgRate = config.Rate{N: 1, Per: time.Hour} }) // burst 2, no refill
+	mid := redistest.Unique("m")
+	c, ans := sioConnect(t, g.URL, merchantToken(t, mid))
+	var connected struct{ SID, PID string }
+	if !strings.HasPrefix(ans, "40{") || json.Unmarshal([]byte(ans[2:]), &connected) != nil || connected.SID == "" {
+		t.Fatalf("CONNECT answer %q", ans)
+	}
+	hello := c.next()
+	if !strings.HasPrefix(hello, `42["hello",`) || !strings.Contains(hello, `"connId":"`+connected.SID+`"`) {
+		t.Fatalf("hello %q (socket id %s)", hello, connected.SID)
+	}
+	if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportSocketIO)); n != 1 {
+		t.Fatalf("socket.io connections open %v", n)
+	}
+	if g.srv.presence.Len() != 1 {
+		t.Fatalf("presence holds %d connections", g.srv.presence.Len())
+	}
+
+	c.send(`421["ping"]`) // within the burst, acknowledged
+	if got := c.next(); got != `431[{"ok":true}]` {
+		t.Fatalf("ack of ping: %q", got)
+	}
+	c.send(`42["ping"]`) // within the burst, answered with an event
+	if got := c.next(); !strings.HasPrefix(got, `42["pong"`) {
+		t.Fatalf("pong: %q", got)
+	}
+	c.send(`422["ping"]`) // over it: the callback gets the refusal
+	got := c.next()
+	var ack []struct {
+		OK    bool
+		Error wire.ErrorData
+	}
+	if !strings.HasPrefix(got, "432") || json.Unmarshal([]byte(got[3:]), &ack) != nil || len(ack) != 1 || ack[0].OK || ack[0].Error.Code != wire.CodeRateLimited {
+		t.Fatalf("ack over the limit: %q", got)
+	}
+	before := g.metric(g.srv.m.FloodCloses)
+	for range 10 {
+		c.send(`42["ping"]`)
+	}
+	// Dropped, not answered with pongs; the flood rules end the
+	// connection (refusals reaching twice the burst).
+	for {
+		p := c.next()
+		if p == "" {
+			break
+		}
+		if strings.HasPrefix(p, `42["pong"`) {
+			t.Fatalf("a ping over the limit was answered: %q", p)
+		}
+	}
+	if g.metric(g.srv.m.FloodCloses) != before+1 {
+		t.Fatal("the flood close was not counted")
+	}
+	eventually(t, 10*time.Second, func() error {
+		if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportSocketIO)); n != 0 {
+			return fmt.Errorf("%v socket.io connections open", n)
+		}
+		if n := g.srv.presence.Len(); n != 0 {
+			return fmt.Errorf("presence holds %d", n)
+		}
+		return nil
+	})
+}
+
+// TestSocketIODrainAndNotice: a notice for the socket.io client's
+// connection id reaches it as an event, and the drain ends the Engine.IO
+// session (the client reconnects elsewhere and recovers).
+func TestSocketIODrainAndNotice(t *testing.T) {
+	t.Parallel()
+	url := redistest.SharedURL(t)
+	g := startGW(t, url)
+	c, ans := sioConnect(t, g.URL, merchantToken(t, redistest.Unique("m")))
+	var connected struct{ SID string }
+	if json.Unmarshal([]byte(strings.TrimPrefix(ans, "40")), &connected) != nil {
+		t.Fatalf("CONNECT answer %q", ans)
+	}
+	c.next() // hello
+	// Routed as the order API routes it: located in presence, published on
+	// the replica's node channel.
+	rdb := newRedis(t, url)
+	loc, ok, err := presence.New(rdb, 0).Locate(context.Background(), connected.SID)
+	if err != nil || !ok || loc.Node != g.Node {
+		t.Fatalf("locate %s: %+v %v %v", connected.SID, loc, ok, err)
+	}
+	env, _ := json.Marshal(wire.Notice{ConnID: connected.SID, Frame: []byte(`{"event":"notice","data":{"msg":"hi"}}`)})
+	if _, err := stream.New(rdb, stream.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(loc.Node), env); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.next(); got != `42["notice",{"data":{"msg":"hi"}}]` {
+		t.Fatalf("notice event %q", got)
+	}
+	go g.Stop()
+	if got := c.next(); got != "" {
+		t.Fatalf("after the drain: %q", got)
+	}
+	// A new handshake is refused while draining.
+	resp, err := http.Get(g.URL + "/socket.io/?EIO=4&transport=polling")
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("handshake accepted during the drain")
+		}
+	}
+}
