@@ -225,13 +225,6 @@ func (s *Session) end(reason string) {
 	})
 }
 
-// Closed reports whether the session ended.
-func (s *Session) Closed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
 func (s *Session) signalLocked() {
 	select {
 	case s.wake <- struct{}{}:
@@ -295,21 +288,32 @@ func (s *Session) CloseNowFor(reason string) {
 	s.CloseNow()
 }
 
-// poll answers a long-poll GET: what waits, or, when nothing does, what
-// comes first (a ping comes within pingInterval).
-func (s *Session) poll(w http.ResponseWriter, r *http.Request) {
+// begin marks a GET or a POST (busy: polled or posting) under way. A
+// second one at the same time is a protocol error (Engine.IO) that ends the
+// session; none is served once the session left polling.
+func (s *Session) begin(w http.ResponseWriter, busy *bool) bool {
 	s.mu.Lock()
-	if s.polled || s.mode != polling {
-		overlap := s.polled
+	if *busy || s.mode != polling {
+		overlap := *busy
 		s.mu.Unlock()
 		if overlap {
-			// Engine.IO: a second concurrent GET is a protocol error.
 			s.CloseNowFor("transport error")
 		}
 		httpError(w, codeBadRequest, "Bad request")
+		return false
+	}
+	*busy = true
+	s.mu.Unlock()
+	return true
+}
+
+// poll answers a long-poll GET: what waits, or, when nothing does, what
+// comes first (a ping comes within pingInterval).
+func (s *Session) poll(w http.ResponseWriter, r *http.Request) {
+	if !s.begin(w, &s.polled) {
 		return
 	}
-	s.polled = true
+	s.mu.Lock()
 	for len(s.payload) == 0 && !s.closed && s.mode == polling && !s.release1 {
 		s.mu.Unlock()
 		select {
@@ -352,18 +356,9 @@ func (s *Session) poll(w http.ResponseWriter, r *http.Request) {
 
 // post reads a payload POST and hands its packets over in order.
 func (s *Session) post(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	if s.posting || s.mode != polling {
-		overlap := s.posting
-		s.mu.Unlock()
-		if overlap {
-			s.CloseNowFor("transport error")
-		}
-		httpError(w, codeBadRequest, "Bad request")
+	if !s.begin(w, &s.posting) {
 		return
 	}
-	s.posting = true
-	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.posting = false
