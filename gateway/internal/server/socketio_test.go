@@ -17,6 +17,7 @@ import (
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/stream"
+	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
 
@@ -189,5 +190,37 @@ func TestSocketIODrainAndNotice(t *testing.T) {
 		if resp.StatusCode == http.StatusOK {
 			t.Fatal("handshake accepted during the drain")
 		}
+	}
+}
+
+// TestSocketIOTokenExpiry: the session ends when the token expires, as a
+// WebSocket's does; a reconnect with the same token is then refused.
+func TestSocketIOTokenExpiry(t *testing.T) {
+	t.Parallel()
+	url := redistest.SharedURL(t)
+	g := startGW(t, url)
+	tok := mint(t, token.RoleMerchant, redistest.Unique("m"), 2*time.Second)
+	c, ans := sioConnect(t, g.URL, tok)
+	if !strings.HasPrefix(ans, "40{") {
+		t.Fatalf("CONNECT answer %q", ans)
+	}
+	if hello := c.next(); !strings.HasPrefix(hello, `42["hello",`) {
+		t.Fatalf("hello %q", hello)
+	}
+	if got := c.next(); got != "" {
+		t.Fatalf("after the token expired: %q", got)
+	}
+	// Once past the verifier's leeway (5 s), a CONNECT with it is refused.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, ans := sioConnect(t, g.URL, tok)
+		_ = c.ws.CloseNow()
+		if strings.HasPrefix(ans, "44{") && strings.Contains(ans, `"message":"unauthorized"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CONNECT with the expired token: %q", ans)
+		}
+		time.Sleep(500 * time.Millisecond) // poll interval, bounded by the deadline
 	}
 }
