@@ -16,7 +16,7 @@ import (
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
-	"orderpush/pkg/stream"
+	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
@@ -173,7 +173,7 @@ func TestSocketIODrainAndNotice(t *testing.T) {
 		t.Fatalf("locate %s: %+v %v %v", connected.SID, loc, ok, err)
 	}
 	env, _ := json.Marshal(wire.Notice{ConnID: connected.SID, Frame: []byte(`{"event":"notice","data":{"msg":"hi"}}`)})
-	if _, err := stream.New(rdb, stream.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(loc.Node), env); err != nil {
+	if _, err := publish.New(rdb, publish.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(loc.Node), env); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.next(); got != `42["notice",{"data":{"msg":"hi"}}]` {
