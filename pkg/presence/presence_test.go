@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
@@ -16,12 +14,7 @@ import (
 func TestOnlineAndLocate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	o, err := redis.ParseURL(redistest.SharedURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(o)
-	defer rdb.Close()
+	rdb := redistest.SharedClient(t)
 	r := presence.New(rdb, 500*time.Millisecond)
 	m, a, b := redistest.Unique("m"), redistest.Unique("node-a"), redistest.Unique("node-b")
 
@@ -83,12 +76,7 @@ func TestOnlineAndLocate(t *testing.T) {
 
 func TestRenewReportsLapse(t *testing.T) {
 	t.Parallel()
-	o, err := redis.ParseURL(redistest.SharedURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(o)
-	defer rdb.Close()
+	rdb := redistest.SharedClient(t)
 	r := presence.New(rdb, 0)
 	ctx := context.Background()
 	node := redistest.Unique("node")
@@ -115,12 +103,7 @@ func TestRenewReportsLapse(t *testing.T) {
 func TestReserve(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	o, err := redis.ParseURL(redistest.SharedURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(o)
-	defer rdb.Close()
+	rdb := redistest.SharedClient(t)
 	r := presence.New(rdb, time.Minute)
 	m := redistest.Unique("m")
 	nodes := []string{redistest.Unique("node-a"), redistest.Unique("node-b"), redistest.Unique("node-c")}

@@ -36,13 +36,9 @@ func GenerateKeyPair() (privPEM, pubPEM []byte, err error) {
 // ReadPrivateKey reads a PEM private key (PKCS #8 Ed25519 or RSA, or PKCS
 // #1 RSA) for MintKey.
 func ReadPrivateKey(path string) (any, error) {
-	b, err := os.ReadFile(path)
+	block, err := readPEM(path)
 	if err != nil {
 		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, errors.New("no PEM block")
 	}
 	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
 		return k, nil
@@ -78,4 +74,17 @@ func MintKey(key any, c Claims) (string, error) {
 		return "", fmt.Errorf("mint token: %w", err)
 	}
 	return s, nil
+}
+
+// readPEM reads the first PEM block of the file at path.
+func readPEM(path string) (*pem.Block, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	return block, nil
 }

@@ -10,10 +10,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -117,13 +115,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 }
 
 func readPublicKey(path string) (crypto.PublicKey, error) {
-	b, err := os.ReadFile(path)
+	block, err := readPEM(path)
 	if err != nil {
 		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, errors.New("no PEM block")
 	}
 	return x509.ParsePKIXPublicKey(block.Bytes)
 }

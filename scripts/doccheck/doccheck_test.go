@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"orderpush/scripts/doccheck"
+	"orderpush/scripts/launch"
 )
 
 // TestRepository fails on any reference outside the repository, any
@@ -86,18 +87,9 @@ func TestCheckFindsEachKind(t *testing.T) {
 // repoRoot is the directory holding go.work above this package.
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	root, err := launch.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.work above the test's directory")
-		}
-		dir = parent
-	}
+	return root
 }

@@ -15,7 +15,7 @@ import (
 // TestAddBatcher: concurrent adds are all written (in fewer round trips
 // than adds), and a failed write reaches every caller of its batch.
 func TestAddBatcher(t *testing.T) {
-	rdb := newRedis(t, redistest.SharedURL(t))
+	rdb := redistest.SharedClient(t)
 	var pipelines counter
 	rdb.AddHook(&pipelines)
 	node := redistest.Unique("node")

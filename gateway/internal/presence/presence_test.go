@@ -27,17 +27,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newRedis(t testing.TB, url string) *redis.Client {
-	t.Helper()
-	o, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redis.NewClient(o)
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // conn is a local connection that records what it was sent.
 type conn struct {
 	id, mid string
@@ -147,7 +136,7 @@ func online(t *testing.T, reg *redispresence.Registry, mid string, want int) fun
 // replica's connections at once; Close stops Run.
 func TestLifecycle(t *testing.T) {
 	t.Parallel()
-	rdb := newRedis(t, redistest.SharedURL(t))
+	rdb := redistest.SharedClient(t)
 	reg := redispresence.New(rdb, 0)
 	node := redistest.Unique("node")
 	r := start(t, rdb, node, 100*time.Millisecond)
@@ -256,7 +245,7 @@ func TestLifecycle(t *testing.T) {
 // connection again.
 func TestReregistration(t *testing.T) {
 	t.Parallel()
-	rdb := newRedis(t, redistest.SharedURL(t))
+	rdb := redistest.SharedClient(t)
 	reg := redispresence.New(rdb, 0)
 	node := redistest.Unique("node")
 	// Beats far apart: only the resubscription can bring them back.

@@ -82,21 +82,10 @@ func tctx(t *testing.T) context.Context {
 	return ctx
 }
 
-func client(t *testing.T, url string) *redis.Client {
-	o, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redis.NewClient(o)
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // TestConfirmedSubscribe: once Subscribe returns, a PUBLISH reaches us
 // (the publisher sees one receiver); after the last Unsubscribe none does.
 func TestConfirmedSubscribe(t *testing.T) {
-	url := redistest.SharedURL(t)
-	rdb := client(t, url)
+	rdb := redistest.SharedClient(t)
 	s, rec, _ := newSub(t, rdb)
 	ctx := tctx(t)
 	ch := "merchant:" + redistest.Unique("m")
