@@ -15,7 +15,8 @@ type transportFigure struct {
 }
 
 // transportFigures are what differs between transports: the idle cost of
-// a socket, the latency of frames straight to Redis, and fan-out.
+// a socket, the latency of frames straight to Redis, and fan-out; with the
+// load generator's own cores, to show it was not the bottleneck.
 func transportFigures(fanoutBatch bool) []transportFigure {
 	idle := func(t string) string { return transportVariant("", t) }
 	lat := func(t string) string { return transportVariant(ModeRedis, t) }
@@ -29,8 +30,10 @@ func transportFigures(fanoutBatch bool) []transportFigure {
 		{"latency (redis): p50 (ms)", ScenarioLatency, "p50", lat},
 		{"latency (redis): p99 (ms)", ScenarioLatency, "p99", lat},
 		{"latency (redis): lost frames", ScenarioLatency, "lost", lat},
+		{"latency (redis): load generator cores", ScenarioLatency, "loadgen_cpu_cores", lat},
 		{"fanout: deliveries/s", ScenarioFanout, "deliveries_per_s", fan},
 		{"fanout: gateway CPU per delivery (ns)", ScenarioFanout, "gateway_cpu_ns_per_delivery", fan},
+		{"fanout: load generator cores", ScenarioFanout, "loadgen_cpu_cores", fan},
 	}
 }
 
