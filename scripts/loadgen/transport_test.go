@@ -263,3 +263,37 @@ func FuzzSIOEventFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestWriteTransports(t *testing.T) {
+	t.Parallel()
+	var ms []Metric
+	for run, v := range []float64{10, 12, 11} {
+		ms = append(ms,
+			Metric{Scenario: ScenarioIdle, Run: run, Name: "rss_per_socket", Value: v},
+			Metric{Scenario: ScenarioIdle, Variant: TransportSSE, Run: run, Name: "rss_per_socket", Value: 2 * v},
+			Metric{Scenario: ScenarioFanout, Variant: "batch", Run: run, Name: "deliveries_per_s", Value: 1000},
+			Metric{Scenario: ScenarioFanout, Variant: TransportSSE, Run: run, Name: "deliveries_per_s", Value: 250})
+	}
+	var b strings.Builder
+	WriteTransports(&b, Aggregate(ms), []string{TransportWS, TransportSSE}, true)
+	line := func(label string) string {
+		for _, l := range strings.Split(b.String(), "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, label) {
+				return strings.Join(strings.Fields(l[len(label):]), " ")
+			}
+		}
+		return ""
+	}
+	if l := line("idle: RSS per socket (KiB)"); l != "11 10..12 1.00x 22 20..24 2.00x" {
+		t.Errorf("idle RSS line %q", l)
+	}
+	if l := line("fanout: deliveries/s"); l != "1000 1000..1000 1.00x 250 250..250 0.25x" {
+		t.Errorf("fan-out line %q", l)
+	}
+	if l := line("latency (redis): p99 (ms)"); l != "- -" {
+		t.Errorf("a figure no transport has should print as -: %q", l)
+	}
+	if t.Failed() {
+		t.Log(b.String())
+	}
+}
