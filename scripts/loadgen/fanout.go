@@ -37,7 +37,9 @@ func (c *FanoutConfig) defaults() {
 	c.Window = cmp0(c.Window, 128)
 	c.Parallel = cmp0(c.Parallel, 256)
 	if c.Drain <= 0 {
-		c.Drain = 10 * time.Second
+		// A whole window to every socket: 256,000 deliveries for 2,000
+		// sockets, seconds for the slower transports on a loaded machine.
+		c.Drain = 30 * time.Second
 	}
 }
 
@@ -96,9 +98,9 @@ func fanPhase(ctx context.Context, e *Env, fl *Fleet, c *fanCounter, cfg FanoutC
 	defer prog.Stop()
 	start := e.Now()
 	deadline := time.Now().Add(cfg.Duration)
+	got := base // deliveries when the last stall check found some
 	for seq < int64(cfg.Limit) && time.Now().Before(deadline) && ctx.Err() == nil {
 		stall := time.NewTimer(5 * time.Second)
-		got := fl.Seen()
 		for seq-c.completed.Load() >= int64(cfg.Window) {
 			select {
 			case <-c.wake:
