@@ -67,6 +67,23 @@ type fakeSource struct {
 
 func newSource() *fakeSource { return &fakeSource{hist: map[uint64][]byte{}} }
 
+// publish puts the events from..to (orderSum = seq) in the history and
+// moves the state to st, as the order API's publishes would.
+func (f *fakeSource) publish(from, to uint64, st stream.State) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for seq := from; seq <= to; seq++ {
+		f.hist[seq] = fr(seq, int64(seq))
+	}
+	f.state = st
+}
+
+func (f *fakeSource) setState(st stream.State) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state = st
+}
+
 func (f *fakeSource) State(context.Context, string) (stream.State, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

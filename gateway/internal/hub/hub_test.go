@@ -89,9 +89,7 @@ func TestUnfillableGapResyncs(t *testing.T) {
 	join(t, h, a, NoSince)
 	join(t, h, b, NoSince)
 	h.Message(ch, fr(1, 1))
-	src.mu.Lock()
-	src.state = stream.State{Seq: 5, OrderSum: 3}
-	src.mu.Unlock()
+	src.setState(stream.State{Seq: 5, OrderSum: 3})
 	h.Message(ch, fr(4, 2))
 	h.Message(ch, fr(5, 3))
 	a.waitFor(t, "hello:0/0 1 resync:5/3")
@@ -104,10 +102,7 @@ func TestUnfillableGapResyncs(t *testing.T) {
 // buffered and sent after the replay, each seq once.
 func TestReplaySeam(t *testing.T) {
 	src := newSource()
-	for seq := uint64(1); seq <= 10; seq++ {
-		src.hist[seq] = fr(seq, int64(seq))
-	}
-	src.state = stream.State{Seq: 10, OrderSum: 10}
+	src.publish(1, 10, stream.State{Seq: 10, OrderSum: 10})
 	h, _ := newTestHub(t, src)
 	live := newMember("live", 100)
 	join(t, h, live, NoSince)
@@ -134,10 +129,7 @@ func TestReplaySeam(t *testing.T) {
 
 func TestReplayGapResyncs(t *testing.T) {
 	src := newSource()
-	for seq := uint64(8); seq <= 10; seq++ {
-		src.hist[seq] = fr(seq, int64(seq))
-	}
-	src.state = stream.State{Seq: 10, OrderSum: 7}
+	src.publish(8, 10, stream.State{Seq: 10, OrderSum: 7})
 	h, _ := newTestHub(t, src)
 	r := newMember("r", 100)
 	s := join(t, h, r, 2) // 3..7 are gone
@@ -208,12 +200,7 @@ func TestResubscribedFillsToCurrentState(t *testing.T) {
 	h, _ := newTestHub(t, src)
 	a := newMember("a", 100)
 	join(t, h, a, NoSince)
-	src.mu.Lock()
-	for seq := uint64(4); seq <= 6; seq++ {
-		src.hist[seq] = fr(seq, int64(seq))
-	}
-	src.state = stream.State{Seq: 6, OrderSum: 6}
-	src.mu.Unlock()
+	src.publish(4, 6, stream.State{Seq: 6, OrderSum: 6})
 	h.Resubscribed(ch)
 	a.waitFor(t, "hello:3/3 4 5 6")
 }
@@ -239,10 +226,7 @@ func TestFramesDuringSubscribe(t *testing.T) {
 // skips for it what its hello (or replay) covered.
 func TestJoinWhileTopicLags(t *testing.T) {
 	src := newSource()
-	for seq := uint64(1); seq <= 12; seq++ {
-		src.hist[seq] = fr(seq, int64(seq))
-	}
-	src.state = stream.State{Seq: 10, OrderSum: 10}
+	src.publish(1, 12, stream.State{Seq: 10, OrderSum: 10})
 	h, _ := newTestHub(t, src)
 	live := newMember("live", 100)
 	join(t, h, live, NoSince)
@@ -278,9 +262,7 @@ func TestFrameBeyondStateIsDropped(t *testing.T) {
 	join(t, h, a, NoSince)
 	h.Message(ch, fr(1000000, 1))
 	h.Message(ch, fr(1, 1)) // duplicate of hello's
-	src.mu.Lock()
-	src.state = stream.State{Seq: 2, OrderSum: 2}
-	src.mu.Unlock()
+	src.setState(stream.State{Seq: 2, OrderSum: 2})
 	h.Message(ch, fr(2, 2))
 	a.waitFor(t, "hello:1/1 2")
 	// Let the gap timer run its course; nothing more may come.
