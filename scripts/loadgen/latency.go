@@ -186,8 +186,12 @@ func (f *orderFlow) account(socks []*Sock) (Latencies, Delivery) {
 	var lat Latencies
 	var d Delivery
 	for _, s := range socks {
+		// One sample per order and socket: the order's later events
+		// (order.seen, processed) carry its orderNo too.
+		done := make(map[int]bool, len(s.Receipts))
 		for _, r := range s.Receipts {
-			if i := f.jobOf(s.Merchant, r); i >= 0 {
+			if i := f.jobOf(s.Merchant, r); i >= 0 && !done[i] {
+				done[i] = true
 				lat.Add(r.At - timeOf(f, i))
 			}
 		}
