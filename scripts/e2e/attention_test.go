@@ -1,8 +1,15 @@
 package e2e_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -150,5 +157,98 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval, bounded by the deadline
+	}
+}
+
+// TestREADMEWebhookReceiver runs the receiver example of orderapi/README.md
+// ("The attention webhook") as written, on a free port, behind the real
+// order API: it accepts the binary's signed alert, which completes, and
+// refuses a request whose signature does not match.
+func TestREADMEWebhookReceiver(t *testing.T) {
+	root, err := launch.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "orderapi", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## The attention webhook\n")
+	_, code, ok2 := strings.Cut(section, "\n```go\n")
+	code, _, ok3 := strings.Cut(code, "\n```\n")
+	const exampleAddr = `"127.0.0.1:9000"`
+	if !ok || !ok2 || !ok3 || !strings.Contains(code, exampleAddr) {
+		t.Fatalf("orderapi/README.md: no Go receiver listening on %s in \"The attention webhook\"", exampleAddr)
+	}
+	port, err := launch.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(strings.Replace(code, exampleAddr, strconv.Quote(addr), 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", "receiver", "main.go")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("the README's receiver does not build: %v\n%s", err, out)
+	}
+	secret := launch.NewSecret()
+	var out launch.Output
+	rcv := launch.StartT(t, launch.Spec{Name: "readme-receiver", Path: filepath.Join(dir, "receiver"),
+		Env: []string{"ATTENTION_WEBHOOK_SECRET=" + secret}, Output: &out})
+	t.Cleanup(rcv.Kill) // it has no SIGTERM handling: end it before StartT's check
+	hook := "http://" + addr + "/hook"
+	waitUntil(t, 10*time.Second, "the README's receiver listening", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil || rcv.Exited()
+	})
+	if rcv.Exited() {
+		t.Fatalf("the README's receiver exited:\n%s", out.String())
+	}
+
+	sys := launch.StartSystemT(t, launch.SystemSpec{
+		Bins: bins, RedisURL: redistest.SharedURL(t), Gateways: 1,
+		OrderAPIEnv: []string{"ATTENTION_WEBHOOK_URL=" + hook, "ATTENTION_WEBHOOK_SECRET=" + secret, "UNSEEN_AFTER=1h"},
+	})
+	m := redistest.Unique("e2e-readme")
+	code2, body := call(t, http.MethodPost, sys.OrderAPI.URL+"/orders", sys.Token(token.RoleMember, "u1"),
+		`{"merchantId":"`+m+`","date":"2022-06-22","price":7}`)
+	var o wire.Order
+	if code2 != http.StatusCreated || json.Unmarshal(body, &o) != nil {
+		t.Fatalf("place: %d %s", code2, body)
+	}
+	waitUntil(t, 30*time.Second, "the alert completed by the README's receiver", func() bool {
+		a := alertsOf(t, sys, sys.Token(token.RoleMerchant, m), o.OrderNo)
+		return len(a) == 1 && a[0].CompletedAt != nil && a[0].Attempts == 1
+	})
+	if id := webhook.EventID(wire.AlertUndelivered, o.OrderNo); !strings.Contains(out.String(), "alert "+id+": ") {
+		t.Fatalf("the receiver did not log alert %s:\n%s", id, out.String())
+	}
+
+	forged := []byte(`{"id":"order.undelivered/x","type":"order.undelivered","orderNo":"x","merchantId":"m","placedAt":"2026-11-26T03:17:58.123Z","online":0}`)
+	for _, c := range []struct {
+		sig  string
+		want int
+	}{
+		{webhook.Sign([]byte(secret), forged), http.StatusNoContent},
+		{webhook.Sign([]byte(secret+"x"), forged), http.StatusUnauthorized},
+		{"", http.StatusUnauthorized},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, hook, bytes.NewReader(forged))
+		req.Header.Set(webhook.HeaderSignature, c.sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("signature %q: the README's receiver answered %d, want %d", c.sig, resp.StatusCode, c.want)
+		}
 	}
 }
