@@ -338,14 +338,19 @@ func runFlow(ctx context.Context, e *Env, fl *Fleet, flow *orderFlow, rate float
 const ackEvery = 250 * time.Millisecond
 
 // receiptsSettle bounds the wait, after every frame arrived, for the last
-// acks and seen to show in the order API (the contract's 2 s, plus the
-// sockets' last ack interval and a margin for a loaded machine).
-const receiptsSettle = 5 * time.Second
+// acks and seen to show in the order API: longer than a gateway keeps
+// retrying a receipt (30 s), so an order still without deliveredAt or
+// seenAt then was lost, not late. Each look reads every order, so looks
+// are receiptsPoll apart.
+const (
+	receiptsSettle = 40 * time.Second
+	receiptsPoll   = time.Second
+)
 
 // receipts reports placed-to-delivered and placed-to-seen from the orders'
 // own timestamps (createdAt to deliveredAt and seenAt, all set by the order
 // API), read back once every order has both or receiptsSettle passed; the
-// orders still without count as undelivered and unseen.
+// orders still without count as undelivered and unseen (lost).
 func (f *orderFlow) receipts(ctx context.Context, r *Report, fl *Fleet) error {
 	tok, err := f.e.Token(token.RoleService, "loadgen", time.Hour)
 	if err != nil {
@@ -365,7 +370,7 @@ func (f *orderFlow) receipts(ctx context.Context, r *Report, fl *Fleet) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(ackEvery): // poll interval, bounded by the deadline
+		case <-time.After(receiptsPoll): // poll interval, bounded by the deadline
 		}
 	}
 	ds, ss := delivered.Summary(), seen.Summary()
