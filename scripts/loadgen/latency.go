@@ -358,13 +358,21 @@ func (f *orderFlow) receipts(ctx context.Context, r *Report, fl *Fleet) error {
 	}
 	deadline := time.Now().Add(receiptsSettle)
 	var delivered, seen Latencies
-	var undelivered, unseen int
+	var undelivered, unseen, failedLooks int
+	var lastErr error
 	for {
 		delivered, seen, undelivered, unseen, err = f.receiptTimes(ctx, tok)
-		if err != nil {
-			return err
+		switch {
+		case time.Now().After(deadline):
+			if err != nil {
+				return err
+			}
+		case err != nil:
+			// A loaded order API may refuse a read (503); look again.
+			failedLooks++
+			lastErr = err
 		}
-		if undelivered+unseen == 0 && fl.Unacked() == 0 || time.Now().After(deadline) {
+		if err == nil && undelivered+unseen == 0 && fl.Unacked() == 0 || time.Now().After(deadline) {
 			break
 		}
 		select {
@@ -380,6 +388,9 @@ func (f *orderFlow) receipts(ctx context.Context, r *Report, fl *Fleet) error {
 	r.Add("seen_p99", ms(ss.P99), "ms")
 	r.Add("undelivered", float64(undelivered), "orders").Target = &Target{Op: "<=", Value: 0}
 	r.Add("unseen", float64(unseen), "orders").Target = &Target{Op: "<=", Value: 0}
+	if failedLooks > 0 {
+		r.Notef("receipts: %d reads of the orders failed and were repeated, the last with: %v", failedLooks, lastErr)
+	}
 	acks, seenSent, errFrames := fl.ReceiptCounts()
 	r.Notef("receipts: %d acks and %d seen sent, %d error frames back; delivered/seen from the orders' createdAt, deliveredAt, seenAt", acks, seenSent, errFrames)
 	return nil
