@@ -14,7 +14,7 @@ import (
 // document named that does not exist, any broken relative link and any
 // citation of a section PROTOCOL.md or ARCHITECTURE.md does not have.
 func TestRepository(t *testing.T) {
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	problems, err := doccheck.Check(root)
 	if err != nil {
 		t.Fatal(err)
@@ -82,14 +82,4 @@ func TestCheckFindsEachKind(t *testing.T) {
 			t.Errorf("problem %d = %q, want prefix %q", i, lines[i], w)
 		}
 	}
-}
-
-// repoRoot is the directory holding go.work above this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := launch.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
 }

@@ -8,6 +8,16 @@ import (
 	"time"
 )
 
+// RepoRootT is RepoRoot for a test, which it fails when there is no root.
+func RepoRootT(t testing.TB) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
 // StartT starts spec for a test and stops it in the test's cleanup (or the
 // kernel kills it if the test binary dies); when the test failed, the end of
 // its log is printed. A process still running at cleanup that does not exit

@@ -25,15 +25,6 @@ var bins launch.Binaries
 
 func TestMain(m *testing.M) { os.Exit(launch.BuildMain(m, "observability", &bins)) }
 
-func root(t *testing.T) string {
-	t.Helper()
-	r, err := launch.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 // promtool is Debian's (package prometheus); scripts/test.sh installs it.
 func promtool(t *testing.T) string {
 	t.Helper()
@@ -47,7 +38,7 @@ func promtool(t *testing.T) string {
 // TestPromtool checks the Prometheus configuration and the alert rules, and
 // runs the rules' unit tests (one or more per alert, firing and quiet).
 func TestPromtool(t *testing.T) {
-	dir := filepath.Join(root(t), "deploy", "prometheus")
+	dir := filepath.Join(launch.RepoRootT(t), "deploy", "prometheus")
 	for _, args := range [][]string{
 		{"check", "config", "prometheus.yml"},
 		{"check", "rules", "orderpush.rules.yml"},
@@ -64,7 +55,7 @@ func TestPromtool(t *testing.T) {
 // TestEveryAlertIsTestedAndDocumented: each alert of the rules file has a
 // unit test in the test file and a runbook section in the README.
 func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
-	dir := filepath.Join(root(t), "deploy", "prometheus")
+	dir := filepath.Join(launch.RepoRootT(t), "deploy", "prometheus")
 	rules, err := observability.RuleExprs(filepath.Join(dir, "orderpush.rules.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +86,7 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 // /metrics pages: every metric the dashboard and the alert rules use must
 // be there.
 func TestMetricNamesExist(t *testing.T) {
-	r := root(t)
+	r := launch.RepoRootT(t)
 	// The attention webhook's metrics exist only when it is on.
 	secret := launch.NewSecret()
 	rcv := webhooktest.New(t, []byte(secret))

@@ -24,18 +24,9 @@ import (
 // really read. The process stack (stack_test.go) then runs every replica
 // with the compose file's own settings.
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := launch.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
 func loadCompose(t *testing.T) (*prodstack.Compose, map[string]string) {
 	t.Helper()
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	env, err := prodstack.LoadEnvFile(filepath.Join(root, prodstack.EnvExamplePath))
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +248,7 @@ func depOK(s prodstack.Service, dep string) string {
 
 func TestComposeSettingsAreTheBinariesSettings(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	c, env := loadCompose(t)
 	settings := map[string]map[string]bool{
 		prodstack.KindGateway:  binarySettings(t, root, "gateway"),
@@ -359,7 +350,7 @@ func TestLoadComposeRejectsUnknownKeys(t *testing.T) {
 
 func TestComposeNginxRendersTheSharedTemplate(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	c, _ := loadCompose(t)
 	ngName := c.ServicesOf(prodstack.KindNginx)[0]
 	ng := c.Services[ngName]
@@ -471,7 +462,7 @@ func upstreamServers(t *testing.T, site, name string) []string {
 // Grafana is provisioned with the data source and the dashboard.
 func TestComposeObservability(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	c, _ := loadCompose(t)
 	prom := c.Services[c.ServicesOf(prodstack.KindPrometheus)[0]]
 	graf := c.Services[c.ServicesOf(prodstack.KindGrafana)[0]]

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"orderpush/scripts/launch"
 	"orderpush/scripts/prodstack"
 )
 
@@ -75,7 +76,7 @@ func (s *stage) instr(name string) []string {
 
 func TestDockerfileBuildsSmallStaticNonRootImages(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	c, _ := loadCompose(t)
 	args, stages := parseDockerfile(t, filepath.Join(root, prodstack.DockerfilePath))
 
@@ -175,7 +176,7 @@ func TestDockerfileBuildsSmallStaticNonRootImages(t *testing.T) {
 // wrong without it showing here.)
 func TestDockerBuildContextHoldsEveryPackage(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	_, stages := parseDockerfile(t, filepath.Join(root, prodstack.DockerfilePath))
 	ignore, err := os.ReadFile(filepath.Join(root, prodstack.DockerfilePath+".dockerignore"))
 	if err != nil {

@@ -67,7 +67,7 @@ func getJSON(t *testing.T, url string) (int, map[string]string) {
 // the JSON answer when none is left, hidden metrics, token-free logs.
 func TestNginxRoutesOfTheTemplate(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	gw1, gw2 := fakeUpstream(t, "gw1"), fakeUpstream(t, "gw2")
 	api := fakeUpstream(t, "api")
 	dead := "127.0.0.1:" + freePort(t) // nothing listens here
@@ -171,7 +171,7 @@ func TestNginxRoutesOfTheTemplate(t *testing.T) {
 // the given stand-ins and returns its base URL.
 func startTemplateNginx(t *testing.T, gateways, apis []string) (base, listen string) {
 	t.Helper()
-	tmpl, err := os.ReadFile(filepath.Join(repoRoot(t), prodstack.TemplatePath))
+	tmpl, err := os.ReadFile(filepath.Join(launch.RepoRootT(t), prodstack.TemplatePath))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func TestLoadEnvFile(t *testing.T) {
 // system nginx's.
 func TestNginxConfigOfTheProcessStack(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	tmpl, err := os.ReadFile(filepath.Join(root, prodstack.TemplatePath))
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"orderpush/scripts/launch"
 )
 
 // envName is the shape of every setting of the binaries (PROTOCOL.md,
@@ -107,7 +109,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 func TestBinarySettingsScannerSeesSharedLoaders(t *testing.T) {
 	t.Parallel()
-	root := repoRoot(t)
+	root := launch.RepoRootT(t)
 	if _, err := os.Stat(filepath.Join(root, "pkg", "config")); err != nil {
 		t.Fatal(err)
 	}
