@@ -11,4 +11,7 @@
 //     history bounds (HISTORY_SIZE, HISTORY_TTL); only the order API uses it.
 //   - presence: which connection belongs to which merchant on which replica.
 //   - config, logging: environment parsing and slog set-up.
+//
+// For tests only: redistest and pgtest start private Redis and PostgreSQL
+// servers, poll waits for a condition under a deadline instead of sleeping.
 package pkg

@@ -19,6 +19,7 @@ import (
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/session/sendq"
 	"orderpush/gateway/internal/subscriber"
+	"orderpush/pkg/poll"
 	redispresence "orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
@@ -106,21 +107,6 @@ func start(t *testing.T, rdb redis.UniversalClient, node string, beat time.Durat
 	return r
 }
 
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval inside the deadline
-	}
-}
-
 func online(t *testing.T, reg *redispresence.Registry, mid string, want int) func() error {
 	return func() error {
 		n, err := reg.Online(context.Background(), mid)
@@ -146,7 +132,7 @@ func TestLifecycle(t *testing.T) {
 	a, b := &conn{id: redistest.Unique("c"), mid: mid}, &conn{id: redistest.Unique("c"), mid: mid}
 	r.p.Add(ctx, a)
 	r.p.Add(ctx, b)
-	eventually(t, "two online", online(t, reg, mid, 2))
+	poll.Until(t, "two online", online(t, reg, mid, 2))
 	if n, err := r.p.Online(ctx, mid); err != nil || n != 2 {
 		t.Fatalf("Presence.Online %d %v", n, err)
 	}
@@ -158,7 +144,7 @@ func TestLifecycle(t *testing.T) {
 	frame := wire.MustEncode(wire.EventNotice, 0, 1, wire.NoticeData{Msg: "hi"})
 	notice := func(id string) {
 		env, _ := json.Marshal(wire.Notice{ConnID: id, Frame: frame})
-		eventually(t, "node channel subscribed", func() error {
+		poll.Until(t, "node channel subscribed", func() error {
 			if n, err := rdb.Publish(ctx, rediskey.NodeChannel(node), env).Result(); err != nil || n != 1 {
 				return fmt.Errorf("published to %d %v", n, err)
 			}
@@ -166,7 +152,7 @@ func TestLifecycle(t *testing.T) {
 		})
 	}
 	notice(a.id)
-	eventually(t, "unknown_conn counted", func() error {
+	poll.Until(t, "unknown_conn counted", func() error {
 		if v := testutil.ToFloat64(r.m.Notices.WithLabelValues("unknown_conn")); v != 1 {
 			return fmt.Errorf("unknown_conn %v", v)
 		}
@@ -178,7 +164,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("Len %d, Conns %d, want 2", r.p.Len(), len(r.p.Conns()))
 	}
 	notice(a.id)
-	eventually(t, "notice delivered", func() error {
+	poll.Until(t, "notice delivered", func() error {
 		if got := a.frames(); len(got) != 1 || string(got[0]) != string(frame) {
 			return fmt.Errorf("a got %q", got)
 		}
@@ -191,7 +177,7 @@ func TestLifecycle(t *testing.T) {
 	b.full = true
 	b.mu.Unlock()
 	notice(b.id)
-	eventually(t, "full connection overflowed", func() error {
+	poll.Until(t, "full connection overflowed", func() error {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		if !b.overflowed {
@@ -213,7 +199,7 @@ func TestLifecycle(t *testing.T) {
 	r.hub.mu.Unlock()
 
 	r.p.Remove(b)
-	eventually(t, "one online after Remove", online(t, reg, mid, 1))
+	poll.Until(t, "one online after Remove", online(t, reg, mid, 1))
 	if r.p.Len() != 1 {
 		t.Fatalf("Len %d after Remove", r.p.Len())
 	}
@@ -259,7 +245,7 @@ func TestReregistration(t *testing.T) {
 		r.p.Open(c)
 		conns = append(conns, c)
 	}
-	eventually(t, "three online", online(t, reg, mid, 3))
+	poll.Until(t, "three online", online(t, reg, mid, 3))
 	// What an empty Redis looks like to readers.
 	keys := []string{rediskey.NodeAlive(node), rediskey.Conns(mid)}
 	for _, c := range conns {
@@ -272,7 +258,7 @@ func TestReregistration(t *testing.T) {
 		t.Fatalf("online %d after the loss", n)
 	}
 	r.rt.Resubscribed(rediskey.NodeChannel(node))
-	eventually(t, "three online again", online(t, reg, mid, 3))
+	poll.Until(t, "three online again", online(t, reg, mid, 3))
 	for _, c := range conns {
 		if loc, ok, err := reg.Locate(ctx, c.id); err != nil || !ok || loc.Node != node {
 			t.Fatalf("locate %s: %+v %v %v", c.id, loc, ok, err)

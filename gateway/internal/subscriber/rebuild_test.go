@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"orderpush/pkg/poll"
 	"orderpush/pkg/redistest"
 )
 
@@ -127,7 +128,7 @@ func TestSlotMoveRebuild(t *testing.T) {
 	// the new owner gives; it must get as far as sending the command.
 	addDone := make(chan error, 1)
 	go func() { addDone <- s.Subscribe(ctx, added) }()
-	waitUntil(t, "the Subscribe of the moving slot to send", func() bool {
+	poll.True(t, "the Subscribe of the moving slot to send", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		g := s.groups[slot(added)]
@@ -139,10 +140,10 @@ func TestSlotMoveRebuild(t *testing.T) {
 		t.Fatalf("Subscribe during the rebuild: %v", err)
 	}
 	for _, ch := range []string{moving[0], moving[1], added, other[0], "{o1}:2"} {
-		waitUntil(t, ch+" delivered", func() bool { return receivers(ch) == 1 })
-		waitUntil(t, ch+" received", func() bool { return len(rec.got(ch)) > 0 })
+		poll.True(t, ch+" delivered", func() bool { return receivers(ch) == 1 })
+		poll.True(t, ch+" received", func() bool { return len(rec.got(ch)) > 0 })
 	}
-	waitUntil(t, "the channel given up meanwhile to go", func() bool { return receivers(moving[2]) == 0 })
+	poll.True(t, "the channel given up meanwhile to go", func() bool { return receivers(moving[2]) == 0 })
 	if n := receivers(other[1]); n != 0 {
 		t.Fatalf("%s still has %d receivers", other[1], n)
 	}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"orderpush/gateway/internal/metrics"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/redistest"
 )
 
@@ -63,17 +64,6 @@ func newSub(t *testing.T, rdb redis.UniversalClient) (*Subscriber, *recorder, *m
 	return s, rec, m
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, bounded by the deadline
-	}
-}
-
 // tctx bounds a test's Redis calls, so a hang fails the test instead of the
 // whole run.
 func tctx(t *testing.T) context.Context {
@@ -101,16 +91,16 @@ func TestConfirmedSubscribe(t *testing.T) {
 	if n := rdb.Publish(ctx, ch, "m2").Val(); n != 1 {
 		t.Fatalf("unsubscribed while referenced: %d receivers", n)
 	}
-	waitUntil(t, "messages", func() bool { return len(rec.got(ch)) == 3 })
+	poll.True(t, "messages", func() bool { return len(rec.got(ch)) == 3 })
 	s.Unsubscribe(ctx, ch)
-	waitUntil(t, "unsubscribe", func() bool { return rdb.PubSubNumSub(ctx, ch).Val()[ch] == 0 })
+	poll.True(t, "unsubscribe", func() bool { return rdb.PubSubNumSub(ctx, ch).Val()[ch] == 0 })
 	if err := s.Subscribe(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
 	if n := rdb.Publish(ctx, ch, "m3").Val(); n != 1 {
 		t.Fatalf("resubscribe reached %d", n)
 	}
-	waitUntil(t, "all messages", func() bool { return len(rec.got(ch)) == 4 })
+	poll.True(t, "all messages", func() bool { return len(rec.got(ch)) == 4 })
 }
 
 // TestReconnectReportsResubscribed: when Redis drops the pub/sub
@@ -130,7 +120,7 @@ func TestReconnectReportsResubscribed(t *testing.T) {
 	if err := rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "resubscribed", func() bool {
+	poll.True(t, "resubscribed", func() bool {
 		for _, ch := range chans {
 			if rec.resubscribed(ch) != 1 {
 				return false
@@ -143,8 +133,8 @@ func TestReconnectReportsResubscribed(t *testing.T) {
 	}
 	// A restart (empty) is the same story, and messages flow again.
 	r.Restart()
-	waitUntil(t, "resubscribed after restart", func() bool { return rec.resubscribed("merchant:a") == 2 })
-	waitUntil(t, "delivery after restart", func() bool {
+	poll.True(t, "resubscribed after restart", func() bool { return rec.resubscribed("merchant:a") == 2 })
+	poll.True(t, "delivery after restart", func() bool {
 		rdb.Publish(ctx, "merchant:a", "after")
 		return len(rec.got("merchant:a")) > 0
 	})
@@ -213,7 +203,7 @@ func TestClusterPerSlot(t *testing.T) {
 			t.Fatalf("SPUBLISH %s reached %d receivers", ch, n)
 		}
 	}
-	waitUntil(t, "sharded messages", func() bool {
+	poll.True(t, "sharded messages", func() bool {
 		for _, ch := range chans {
 			if len(rec.got(ch)) != 1 {
 				return false
