@@ -99,7 +99,7 @@ func closeReason(comment []byte) *CloseError {
 // calls ReadMessage; Close may come from any goroutine.
 type sseConn struct {
 	nc   net.Conn
-	body *bufio.Reader // the response body, de-chunked
+	body *bufio.Reader // the response body
 	line []byte        // a line longer than the read buffer, assembled
 	p    sseEvents
 }
@@ -133,8 +133,9 @@ func dialSSE(ctx context.Context, d *net.Dialer, u *url.URL) (*sseConn, error) {
 		return nil, fmt.Errorf("stream: Content-Type %q, want text/event-stream", resp.Header.Get("Content-Type"))
 	}
 	_ = nc.SetDeadline(time.Time{})
-	// The gateway's response is chunked: resp.Body de-chunks from br, and
-	// a second small buffer finds the lines.
+	// resp.Body reads the body as the response frames it (the gateway's
+	// stream has no length and ends with the connection), and a second
+	// small buffer finds the lines.
 	return &sseConn{nc: nc, body: bufio.NewReaderSize(resp.Body, readBufSize)}, nil
 }
 

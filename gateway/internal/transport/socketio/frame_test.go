@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"encoding/json"
 	"testing"
 
 	"orderpush/gateway/internal/transport/engineio"
@@ -96,4 +97,23 @@ func TestAckResult(t *testing.T) {
 	if got := string(ackResult([]byte(`{"event":"error","data":{"code":"not_found","message":"no such order"}}`))); got != `[{"ok":false,"error":{"code":"not_found","message":"no such order"}}]` {
 		t.Errorf("error: %s", got)
 	}
+}
+
+// FuzzClientFrame: whatever EVENT a client sends, the frame handed to the
+// session is one JSON object (which the session then validates).
+func FuzzClientFrame(f *testing.F) {
+	f.Add([]byte(`["process",{"orderNo":"u1"}]`))
+	f.Add([]byte(`["ack",{"seq":3}]`))
+	f.Add([]byte(`["ack",7,8]`))
+	f.Add([]byte(`["\u0000",null]`))
+	f.Fuzz(func(t *testing.T, event []byte) {
+		p, err := Decode(append([]byte{byte(Event)}, event...))
+		if err != nil || p.Type != Event {
+			return
+		}
+		var obj map[string]json.RawMessage
+		if fr := clientFrame(p); json.Unmarshal(fr, &obj) != nil {
+			t.Fatalf("clientFrame(%s) = %s, not a JSON object", event, fr)
+		}
+	})
 }
