@@ -54,8 +54,8 @@ const idleTimeout = 2 * time.Minute
 // defaultReadTimeout bounds reading a request's headers and body (a
 // slow-body client holds a connection and a goroutine). It does not cut
 // connections that live on: net/http clears the read deadline when a
-// WebSocket hijacks the connection and when it starts its background read
-// after the body (so an SSE stream or a long-poll is not cut), and the
+// WebSocket or an SSE stream takes the connection over and when it starts
+// its background read after the body (so a long-poll is not cut), and the
 // gateway sets no WriteTimeout, which would cut them
 // (TestStreamSurvivesReadTimeout, TestReadTimeout).
 const defaultReadTimeout = 30 * time.Second

@@ -74,7 +74,7 @@ func Take(w http.ResponseWriter, sess *session.Session, cfg Config) (*Stream, er
 	if err != nil {
 		return nil, fmt.Errorf("sse: take over the connection: %w", err)
 	}
-	// net/http's read and write deadlines stay with a taken connection.
+	// http.Hijacker does not promise a connection without deadlines.
 	_ = conn.SetDeadline(time.Time{})
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	// Proxy-friendly: nothing may cache, buffer or compress the stream.
