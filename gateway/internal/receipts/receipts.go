@@ -79,24 +79,12 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Interval <= 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.Budget <= 0 {
-		c.Budget = DefaultBudget
-	}
-	if c.MaxMerchants <= 0 {
-		c.MaxMerchants = DefaultMaxMerchants
-	}
-	if c.MaxSeen <= 0 {
-		c.MaxSeen = DefaultMaxSeen
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.MaxAge <= 0 {
-		c.MaxAge = DefaultMaxAge
-	}
+	c.Interval = cmp.Or(max(c.Interval, 0), DefaultInterval)
+	c.Budget = cmp.Or(max(c.Budget, 0), DefaultBudget)
+	c.MaxMerchants = cmp.Or(max(c.MaxMerchants, 0), DefaultMaxMerchants)
+	c.MaxSeen = cmp.Or(max(c.MaxSeen, 0), DefaultMaxSeen)
+	c.Concurrency = cmp.Or(max(c.Concurrency, 0), DefaultConcurrency)
+	c.MaxAge = cmp.Or(max(c.MaxAge, 0), DefaultMaxAge)
 	return c
 }
 
