@@ -58,12 +58,7 @@ func alertSurvivesKill(t *testing.T, databaseURL string) {
 		},
 	})
 	m := redistest.Unique("e2e-att")
-	code, body := call(t, http.MethodPost, sys.OrderAPI.URL+"/orders", sys.Token(token.RoleMember, "u1"),
-		`{"merchantId":"`+m+`","date":"2022-06-22","price":7}`)
-	var o wire.Order
-	if code != http.StatusCreated || json.Unmarshal(body, &o) != nil {
-		t.Fatalf("place: %d %s", code, body)
-	}
+	o := placeOne(t, sys, m)
 	merchant := sys.Token(token.RoleMerchant, m)
 	alerts := func() []wire.Alert { return alertsOf(t, sys, merchant, o.OrderNo) }
 
@@ -122,6 +117,18 @@ func alertSurvivesKill(t *testing.T, databaseURL string) {
 	if n := metric(t, sys.OrderAPI.URL, `orderapi_webhook_attempts_total{outcome="ok",type="order.undelivered"}`); n != "1" {
 		t.Fatalf("the restarted order API counts %s ok attempts, want 1", n)
 	}
+}
+
+// placeOne places an order for merchant m as a member.
+func placeOne(t *testing.T, sys *launch.System, m string) wire.Order {
+	t.Helper()
+	code, body := call(t, http.MethodPost, sys.OrderAPI.URL+"/orders", sys.Token(token.RoleMember, "u1"),
+		`{"merchantId":"`+m+`","date":"2022-06-22","price":7}`)
+	var o wire.Order
+	if code != http.StatusCreated || json.Unmarshal(body, &o) != nil {
+		t.Fatalf("place: %d %s", code, body)
+	}
+	return o
 }
 
 // alertsOf reads the alerts of an order.
@@ -217,12 +224,7 @@ func TestREADMEWebhookReceiver(t *testing.T) {
 		OrderAPIEnv: []string{"ATTENTION_WEBHOOK_URL=" + hook, "ATTENTION_WEBHOOK_SECRET=" + secret, "UNSEEN_AFTER=1h"},
 	})
 	m := redistest.Unique("e2e-readme")
-	code2, body := call(t, http.MethodPost, sys.OrderAPI.URL+"/orders", sys.Token(token.RoleMember, "u1"),
-		`{"merchantId":"`+m+`","date":"2022-06-22","price":7}`)
-	var o wire.Order
-	if code2 != http.StatusCreated || json.Unmarshal(body, &o) != nil {
-		t.Fatalf("place: %d %s", code2, body)
-	}
+	o := placeOne(t, sys, m)
 	waitUntil(t, 30*time.Second, "the alert completed by the README's receiver", func() bool {
 		a := alertsOf(t, sys, sys.Token(token.RoleMerchant, m), o.OrderNo)
 		return len(a) == 1 && a[0].CompletedAt != nil && a[0].Attempts == 1
