@@ -21,10 +21,12 @@ const interval = 10 * time.Millisecond
 // t with what and cond's last error.
 func Until(t testing.TB, what string, cond func() error) {
 	t.Helper()
-	within(t, Timeout, what, cond)
+	Within(t, Timeout, what, cond)
 }
 
-func within(t testing.TB, timeout time.Duration, what string, cond func() error) {
+// Within is Until with a deadline of the caller's: a wait whose bound is
+// part of what the test checks, or that outlasts Timeout on purpose.
+func Within(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -43,7 +45,13 @@ func within(t testing.TB, timeout time.Duration, what string, cond func() error)
 // with what.
 func True(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	Until(t, what, func() error {
+	TrueWithin(t, Timeout, what, cond)
+}
+
+// TrueWithin is True with a deadline of the caller's.
+func TrueWithin(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	Within(t, timeout, what, func() error {
 		if cond() {
 			return nil
 		}

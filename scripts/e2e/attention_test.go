@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"orderpush/pkg/pgtest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/token"
 	"orderpush/pkg/webhook"
@@ -64,7 +65,7 @@ func alertSurvivesKill(t *testing.T, databaseURL string) {
 
 	// Refused and recorded as pending: at least one attempt on the order,
 	// no completion.
-	waitUntil(t, 30*time.Second, "a refused attempt recorded on the order", func() bool {
+	poll.TrueWithin(t, 30*time.Second, "a refused attempt recorded on the order", func() bool {
 		a := alerts()
 		return len(rcv.Of(o.OrderNo, wire.AlertUndelivered)) > 0 && len(a) == 1 && a[0].Attempts >= 1
 	})
@@ -80,7 +81,7 @@ func alertSurvivesKill(t *testing.T, databaseURL string) {
 	// The next attempt comes after the backoff of the attempts so far (1-2 s
 	// here), or, when the kill caught an attempt in flight, when its 30 s
 	// lease ends.
-	waitUntil(t, 60*time.Second, "the alert completed after the restart", func() bool {
+	poll.TrueWithin(t, 60*time.Second, "the alert completed after the restart", func() bool {
 		a := alerts()
 		return len(a) == 1 && a[0].CompletedAt != nil
 	})
@@ -155,18 +156,6 @@ func metric(t *testing.T, baseURL, series string) string {
 	return ""
 }
 
-// waitUntil polls cond until it holds, failing the test after d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, bounded by the deadline
-	}
-}
-
 // TestREADMEWebhookReceiver runs the receiver example of orderapi/README.md
 // ("The attention webhook") as written, on a free port, behind the real
 // order API: it accepts the binary's signed alert, which completes, and
@@ -208,7 +197,7 @@ func TestREADMEWebhookReceiver(t *testing.T) {
 		Env: []string{"ATTENTION_WEBHOOK_SECRET=" + secret}, Output: &out})
 	t.Cleanup(rcv.Kill) // it has no SIGTERM handling: end it before StartT's check
 	hook := "http://" + addr + "/hook"
-	waitUntil(t, 10*time.Second, "the README's receiver listening", func() bool {
+	poll.TrueWithin(t, 10*time.Second, "the README's receiver listening", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
@@ -225,7 +214,7 @@ func TestREADMEWebhookReceiver(t *testing.T) {
 	})
 	m := redistest.Unique("e2e-readme")
 	o := placeOne(t, sys, m)
-	waitUntil(t, 30*time.Second, "the alert completed by the README's receiver", func() bool {
+	poll.TrueWithin(t, 30*time.Second, "the alert completed by the README's receiver", func() bool {
 		a := alertsOf(t, sys, sys.Token(token.RoleMerchant, m), o.OrderNo)
 		return len(a) == 1 && a[0].CompletedAt != nil && a[0].Attempts == 1
 	})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"orderpush/pkg/config"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/redistest"
 )
 
@@ -114,7 +115,7 @@ func TestMaxConnsWired(t *testing.T) {
 		t.Fatalf("full replica: %+v, want 503 unavailable with Retry-After", got)
 	}
 	a.Close()
-	eventually(t, 10*time.Second, func() error {
+	poll.Within(t, 10*time.Second, "a free place after a close", func() error {
 		if n := g.srv.admit.Open(); n != 1 {
 			return fmt.Errorf("open places %d, want 1", n)
 		}
@@ -146,7 +147,7 @@ func TestMerchantCapAcrossReplicas(t *testing.T) {
 	}
 	dial(t, g2.URL, redistest.Unique("m"), -1)
 	first.Close()
-	eventually(t, 10*time.Second, func() error {
+	poll.Within(t, 10*time.Second, "the merchant's place after a close", func() error {
 		if got := tryUpgrade(t, g2.URL, merchantToken(t, mid), nil); got.status != 101 {
 			return fmt.Errorf("after a close: %+v", got)
 		}

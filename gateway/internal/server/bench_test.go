@@ -19,6 +19,7 @@ import (
 
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/wstest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/redistest"
 )
@@ -193,7 +194,7 @@ func benchIdle(b *testing.B, transport string, dial func(host, tok string) (net.
 		for _, c := range g.srv.presence.Conns() {
 			c.Abort()
 		}
-		eventually(b, 30*time.Second, func() error {
+		poll.Within(b, 30*time.Second, "every connection closed", func() error {
 			if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(transport)); n != 0 {
 				return fmt.Errorf("%v connections still open", n)
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"orderpush/gateway/internal/wstest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
@@ -58,7 +59,7 @@ func TestRedisCluster(t *testing.T) {
 	}
 	// A cluster that just formed may refuse the first beat (CLUSTERDOWN);
 	// presence catches up within PROTOCOL.md's 2 s.
-	eventually(t, 2*time.Second, func() error {
+	poll.Within(t, 2*time.Second, "presence on the cluster", func() error {
 		n, err := presence.New(cc, 0).Online(context.Background(), mids[0])
 		if err == nil && n != 2 {
 			err = fmt.Errorf("online %d", n)
@@ -75,7 +76,7 @@ func TestRedisCluster(t *testing.T) {
 	h := socks[2][0].Frames()[0].Hello()
 	frame := wire.MustEncode(wire.EventNotice, 0, 0, wire.NoticeData{Msg: "on a cluster"})
 	env, _ := json.Marshal(wire.Notice{ConnID: h.ConnID, Frame: frame})
-	eventually(t, 5*time.Second, func() error {
+	poll.Within(t, 5*time.Second, "the notice on a cluster", func() error {
 		n, err := publish.New(cc, publish.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(a.Node), env)
 		if err == nil && n == 0 {
 			err = errNotYet

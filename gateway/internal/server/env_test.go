@@ -21,6 +21,7 @@ import (
 
 	"orderpush/gateway/internal/wstest"
 	"orderpush/pkg/config"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/stream/publish"
 	"orderpush/pkg/token"
@@ -169,7 +170,7 @@ func (g *gw) metric(c prometheus.Collector) float64 { return testutil.ToFloat64(
 
 func waitReady(t testing.TB, base string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	poll.Within(t, 10*time.Second, "readyz", func() error {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return err
@@ -180,22 +181,6 @@ func waitReady(t testing.TB, base string) {
 		}
 		return nil
 	})
-}
-
-// eventually polls cond until it returns nil or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, bounded by the deadline
-	}
 }
 
 func mint(t testing.TB, role, sub string, ttl time.Duration) string {

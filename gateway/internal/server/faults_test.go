@@ -18,6 +18,7 @@ import (
 
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/wstest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
@@ -96,7 +97,7 @@ func redisRestart(t *testing.T, lag int) {
 	}
 	// Presence came back with Redis: the replicas wrote their sockets again.
 	reg := presence.New(r.Client(), 0)
-	eventually(t, 10*time.Second, func() error {
+	poll.Within(t, 10*time.Second, "presence written again after Redis returned", func() error {
 		for _, m := range mids {
 			if n, err := reg.Online(context.Background(), m); err != nil || n != 3 {
 				return fmt.Errorf("online %d %v", n, err)
@@ -201,7 +202,7 @@ func TestGapFilledFromHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The fill counts after it delivered: the frames may arrive first.
-	eventually(t, 5*time.Second, func() error {
+	poll.Within(t, 5*time.Second, "the history fill counted", func() error {
 		if n := g.metric(g.srv.m.GapsFilled.WithLabelValues(metrics.SourceHistory)); n != 1 {
 			return fmt.Errorf("history fills %v, want 1", n)
 		}
@@ -240,7 +241,7 @@ func TestGapFilledFromEventLog(t *testing.T) {
 	if err := wstest.CheckStream(c.Frames(), -1, false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() error {
+	poll.Within(t, 5*time.Second, "the event-log fill counted", func() error {
 		if n := g.metric(g.srv.m.GapsFilled.WithLabelValues(metrics.SourceEventLog)); n != 1 {
 			return fmt.Errorf("event log fills %v, want 1", n)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"orderpush/gateway/internal/wstest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
@@ -189,9 +190,9 @@ func TestPresence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, online(5))
+	poll.Within(t, 5*time.Second, "5 sockets online", online(5))
 	onA[0].Close()
-	eventually(t, 5*time.Second, online(4))
+	poll.Within(t, 5*time.Second, "4 sockets online", online(4))
 	killed := time.Now()
 	b.Kill()
 	// Nothing renews the dead replica's liveness key any more, so its
@@ -199,7 +200,7 @@ func TestPresence(t *testing.T) {
 	if ttl := rdb.PTTL(context.Background(), rediskey.NodeAlive(b.Node)).Val(); ttl <= 0 || ttl > 10*time.Second {
 		t.Fatalf("liveness key of the killed replica expires in %s", ttl)
 	}
-	eventually(t, 15*time.Second, online(2))
+	poll.Within(t, 15*time.Second, "2 sockets online", online(2))
 	t.Logf("killed replica left presence after %s", time.Since(killed).Round(100*time.Millisecond))
 }
 
@@ -227,7 +228,7 @@ func TestNoticeRouting(t *testing.T) {
 	frame := wire.MustEncode(wire.EventNotice, 0, 0, wire.NoticeData{Msg: "hello <b>&"})
 	env, _ := json.Marshal(wire.Notice{ConnID: connID, Frame: frame})
 	// The replica subscribes its node channel at start; wait until it does.
-	eventually(t, 5*time.Second, func() error {
+	poll.Within(t, 5*time.Second, "the notice through the node channel", func() error {
 		n, err := publish.New(rdb, publish.Options{}).PublishRaw(context.Background(), rediskey.NodeChannel(loc.Node), env)
 		if err == nil && n == 0 {
 			err = errNotYet

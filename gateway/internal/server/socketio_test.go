@@ -13,6 +13,7 @@ import (
 
 	"orderpush/gateway/internal/metrics"
 	"orderpush/pkg/config"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
@@ -141,7 +142,7 @@ func TestSocketIOLimits(t *testing.T) {
 	if g.metric(g.srv.m.FloodCloses) != before+1 {
 		t.Fatal("the flood close was not counted")
 	}
-	eventually(t, 10*time.Second, func() error {
+	poll.Within(t, 10*time.Second, "the flooding socket.io connection gone", func() error {
 		if n := g.metric(g.srv.m.ConnectionsOpen.WithLabelValues(metrics.TransportSocketIO)); n != 0 {
 			return fmt.Errorf("%v socket.io connections open", n)
 		}

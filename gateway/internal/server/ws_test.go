@@ -14,6 +14,7 @@ import (
 
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/wstest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/token"
 )
@@ -306,7 +307,7 @@ func TestDrainAnswers503(t *testing.T) {
 		defer close(stopped)
 		g.Stop()
 	}()
-	eventually(t, 5*time.Second, func() error {
+	poll.Within(t, 5*time.Second, "the drain to start", func() error {
 		if !g.srv.Draining() {
 			return errNotYet
 		}

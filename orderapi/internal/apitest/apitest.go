@@ -235,18 +235,6 @@ func (e *Env) Count(t testing.TB, from string) int {
 	return n
 }
 
-// Eventually polls cond every 20 ms until it holds or d passes.
-func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, bounded by the deadline
-	}
-}
-
 // Metric returns the sum of every series of the named metric (a counter or
 // gauge) in the server's registry; 0 when it has none.
 func (e *Env) Metric(t testing.TB, name string) float64 {

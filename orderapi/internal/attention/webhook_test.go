@@ -16,6 +16,7 @@ import (
 	"orderpush/orderapi/internal/apitest"
 	"orderpush/orderapi/internal/attention"
 	"orderpush/orderapi/internal/server"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/presence"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/token"
@@ -147,11 +148,6 @@ func attempts(t *testing.T, reg *prometheus.Registry, typ, outcome string) float
 	return 0
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	apitest.Eventually(t, d, what, cond)
-}
-
 // An order placed while its merchant has no socket online is
 // order.undelivered at once (long before UNDELIVERED_AFTER); one whose
 // merchant has a socket is not. The request is signed with the secret, its
@@ -164,7 +160,7 @@ func TestUndeliveredAtOnceWithoutSocket(t *testing.T) {
 		online(t, env, on)
 		pOn := placeOrder(t, env, on)
 		pOff := placeOrder(t, env, off)
-		waitFor(t, 20*time.Second, "order.undelivered of the offline merchant", func() bool {
+		poll.TrueWithin(t, 20*time.Second, "order.undelivered of the offline merchant", func() bool {
 			return len(rcv.Of(pOff.OrderNo, wire.AlertUndelivered)) > 0
 		})
 		if got := rcv.Of(pOn.OrderNo, wire.AlertUndelivered); len(got) != 0 {
@@ -189,7 +185,7 @@ func TestUndeliveredAtOnceWithoutSocket(t *testing.T) {
 		if err := json.Unmarshal(d.Body, &raw); err != nil || len(raw) != 6 {
 			t.Fatalf("body %s: want exactly id, type, orderNo, merchantId, placedAt, online", d.Body)
 		}
-		waitFor(t, 10*time.Second, "the alert completed on the order", func() bool {
+		poll.TrueWithin(t, 10*time.Second, "the alert completed on the order", func() bool {
 			a := alertsOf(t, env, off, pOff.OrderNo)
 			return len(a) == 1 && a[0].CompletedAt != nil
 		})
@@ -220,10 +216,10 @@ func TestNoUndeliveredWhenAckedInTime(t *testing.T) {
 		if resp := env.Do(t, http.MethodPost, "/merchants/"+m+"/ack", apitest.Token(t, token.RoleMerchant, m), `{"seq":1}`); resp.Status != http.StatusNoContent {
 			t.Fatalf("ack: %d %s", resp.Status, resp.Body)
 		}
-		waitFor(t, 20*time.Second, "order.undelivered of the unacked order", func() bool {
+		poll.TrueWithin(t, 20*time.Second, "order.undelivered of the unacked order", func() bool {
 			return len(rcv.Of(unacked.OrderNo, wire.AlertUndelivered)) > 0
 		})
-		waitFor(t, 10*time.Second, "the acked order's alert deleted", func() bool {
+		poll.TrueWithin(t, 10*time.Second, "the acked order's alert deleted", func() bool {
 			return env.Count(t, "alerts WHERE type = 'order.undelivered' AND order_no = '"+acked.OrderNo+"'") == 0
 		})
 		if got := rcv.Of(acked.OrderNo, wire.AlertUndelivered); len(got) != 0 {
@@ -249,7 +245,7 @@ func TestRetriedWithSameID(t *testing.T) {
 		env := start(t, apitest.Options{Dialect: dialect}, rcv, settings{})
 		m := redistest.Unique("att-retry")
 		p := placeOrder(t, env, m)
-		waitFor(t, 30*time.Second, "three attempts", func() bool {
+		poll.TrueWithin(t, 30*time.Second, "three attempts", func() bool {
 			return len(rcv.Of(p.OrderNo, wire.AlertUndelivered)) >= 3
 		})
 		got := rcv.Of(p.OrderNo, wire.AlertUndelivered)
@@ -261,7 +257,7 @@ func TestRetriedWithSameID(t *testing.T) {
 				t.Fatalf("attempt %d came %s after the previous: under the backoff's 1 s floor", i+1, d.At.Sub(got[i-1].At))
 			}
 		}
-		waitFor(t, 10*time.Second, "the alert completed", func() bool {
+		poll.TrueWithin(t, 10*time.Second, "the alert completed", func() bool {
 			a := alertsOf(t, env, m, p.OrderNo)
 			return len(a) == 1 && a[0].CompletedAt != nil
 		})
@@ -292,7 +288,7 @@ func TestUnseenAfter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "order.unseen", func() bool { return len(rcv.Of(p.OrderNo, wire.AlertUnseen)) > 0 })
+		poll.TrueWithin(t, 20*time.Second, "order.unseen", func() bool { return len(rcv.Of(p.OrderNo, wire.AlertUnseen)) > 0 })
 		d := rcv.Of(p.OrderNo, wire.AlertUnseen)[0]
 		if early := d.At.Sub(placedAt); early < after {
 			t.Fatalf("order.unseen %s after placement, before UNSEEN_AFTER=%s", early, after)
@@ -333,7 +329,7 @@ func TestHostileReceivers(t *testing.T) {
 			placeOrder(t, env, m) // all 201 while the receiver holds every attempt
 		}
 		for i := range orders {
-			waitFor(t, 20*time.Second, "two attempts in flight", func() bool { return inFlight.Load() >= 2 || i >= orders-1 })
+			poll.TrueWithin(t, 20*time.Second, "two attempts in flight", func() bool { return inFlight.Load() >= 2 || i >= orders-1 })
 			release <- struct{}{}
 		}
 		if p := peak.Load(); p != 2 {
@@ -354,7 +350,7 @@ func TestHostileReceivers(t *testing.T) {
 		env := start(t, apitest.Options{}, rcv, settings{attemptTimeout: 500 * time.Millisecond})
 		m := redistest.Unique("att-silent")
 		p := placeOrder(t, env, m)
-		waitFor(t, 20*time.Second, "two timed-out attempts recorded", func() bool {
+		poll.TrueWithin(t, 20*time.Second, "two timed-out attempts recorded", func() bool {
 			a := alertsOf(t, env, m, p.OrderNo)
 			return len(a) == 1 && a[0].Attempts >= 2
 		})
@@ -375,7 +371,7 @@ func TestHostileReceivers(t *testing.T) {
 		})
 		env := start(t, apitest.Options{}, rcv, settings{})
 		placeOrder(t, env, redistest.Unique("att-redirect"))
-		waitFor(t, 20*time.Second, "a redirect counted as http_error", func() bool {
+		poll.TrueWithin(t, 20*time.Second, "a redirect counted as http_error", func() bool {
 			return attempts(t, env.Registry, wire.AlertUndelivered, attention.OutcomeHTTPError) >= 1
 		})
 		if got := elsewhere.Deliveries(); len(got) != 0 {
@@ -398,7 +394,7 @@ func TestHostileReceivers(t *testing.T) {
 		// timeout, not ok.
 		env := start(t, apitest.Options{}, rcv, settings{attemptTimeout: 3 * time.Second})
 		placeOrder(t, env, redistest.Unique("att-endless"))
-		waitFor(t, 20*time.Second, "the attempt counted", func() bool {
+		poll.TrueWithin(t, 20*time.Second, "the attempt counted", func() bool {
 			return attempts(t, env.Registry, wire.AlertUndelivered, attention.OutcomeOK)+
 				attempts(t, env.Registry, wire.AlertUndelivered, attention.OutcomeTimeout) >= 1
 		})
@@ -430,7 +426,7 @@ func TestTwoReplicasSendEachAlertOnce(t *testing.T) {
 		}
 		nos = append(nos, placeOrder(t, env, redistest.Unique(fmt.Sprintf("att-two-%d", i%4))).OrderNo)
 	}
-	waitFor(t, 60*time.Second, "both alerts of every order delivered and recorded", func() bool {
+	poll.TrueWithin(t, 60*time.Second, "both alerts of every order delivered and recorded", func() bool {
 		return a.Count(t, "alerts WHERE completed_ms IS NOT NULL") == 2*orders &&
 			a.Count(t, "alerts WHERE due_ms IS NOT NULL") == 0
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"orderpush/orderapi/internal/apitest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/token"
@@ -281,7 +282,7 @@ func TestProcessAndEventLog(t *testing.T) {
 		rdb := redis.NewClient(mustRedisOptions(t, env.RedisURL))
 		defer rdb.Close()
 		var hist []stream.Event
-		apitest.Eventually(t, 5*time.Second, "3 events in redis history", func() bool {
+		poll.TrueWithin(t, 5*time.Second, "3 events in redis history", func() bool {
 			var err error
 			hist, err = stream.New(rdb).History(t.Context(), m, 0, 0)
 			return err == nil && len(hist) == 3

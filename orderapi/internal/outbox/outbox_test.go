@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"orderpush/orderapi/internal/apitest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/stream"
@@ -107,7 +108,7 @@ func TestRedisDownThenRelay(t *testing.T) {
 		a, b := redistest.Unique("m"), redistest.Unique("m")
 		post(t, env, member, a)
 		post(t, env, member, b)
-		apitest.Eventually(t, 5*time.Second, "the first events marked published", func() bool {
+		poll.TrueWithin(t, 5*time.Second, "the first events marked published", func() bool {
 			return env.Count(t, "events WHERE published") == 2
 		})
 
@@ -134,9 +135,9 @@ func TestRedisDownThenRelay(t *testing.T) {
 		l := listen(t, rs.URL(), a, b)
 		gate.Open()
 		for _, m := range []string{a, b} {
-			apitest.Eventually(t, 10*time.Second, "relay of "+m, func() bool { return len(l.got(m)) >= 5 })
+			poll.TrueWithin(t, 10*time.Second, "relay of "+m, func() bool { return len(l.got(m)) >= 5 })
 		}
-		apitest.Eventually(t, 5*time.Second, "all events marked published", func() bool {
+		poll.TrueWithin(t, 5*time.Second, "all events marked published", func() bool {
 			return env.Count(t, "events WHERE NOT published") == 0
 		})
 		st := stream.New(rs.Client())
@@ -201,7 +202,7 @@ func TestTwoReplicasExactlyOnce(t *testing.T) {
 	}
 	postAll(perMerchant * len(merchants) / 6)
 	for _, m := range merchants {
-		apitest.Eventually(t, 10*time.Second, "phase 1 of "+m, func() bool { return len(l.got(m)) >= perMerchant })
+		poll.TrueWithin(t, 10*time.Second, "phase 1 of "+m, func() bool { return len(l.got(m)) >= perMerchant })
 		checkLog(t, envs, m, perMerchant)
 		if got := slices.Sorted(slices.Values(l.got(m))); !slices.Equal(got, seqRange(1, perMerchant)) {
 			t.Errorf("merchant %s channel: %v; want 1..%d once each", m, got, perMerchant)
@@ -215,7 +216,7 @@ func TestTwoReplicasExactlyOnce(t *testing.T) {
 	l = listen(t, rs.URL(), merchants...)
 	gate.Open()
 	for _, m := range merchants {
-		apitest.Eventually(t, 15*time.Second, "relay of "+m, func() bool { return len(l.got(m)) >= perMerchant })
+		poll.TrueWithin(t, 15*time.Second, "relay of "+m, func() bool { return len(l.got(m)) >= perMerchant })
 		checkLog(t, envs, m, 2*perMerchant)
 		if got := l.got(m); !slices.Equal(got, seqRange(perMerchant+1, 2*perMerchant)) {
 			t.Errorf("merchant %s relayed %v; want %d..%d in order, once each", m, got, perMerchant+1, 2*perMerchant)

@@ -18,6 +18,7 @@ import (
 	"orderpush/orderapi/internal/server"
 	"orderpush/orderapi/internal/store"
 	"orderpush/pkg/pgtest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/token"
 )
@@ -147,7 +148,7 @@ func TestDatabaseDown(t *testing.T) {
 	}
 
 	setAllow(true)
-	apitest.Eventually(t, 10*time.Second, "readiness after the database returns", func() bool {
+	poll.TrueWithin(t, 10*time.Second, "readiness after the database returns", func() bool {
 		return env.Do(t, "GET", "/readyz", "", "").Status == 200
 	})
 	if r := env.Do(t, "POST", "/orders", member, orderBody(m)); r.Status != 201 {
@@ -186,7 +187,7 @@ func TestDrain(t *testing.T) {
 	<-entered
 	stopped := make(chan error)
 	go func() { stopped <- env.Stop() }()
-	apitest.Eventually(t, 5*time.Second, "readyz 503 while draining", func() bool {
+	poll.TrueWithin(t, 5*time.Second, "readyz 503 while draining", func() bool {
 		r := env.Do(t, "GET", "/readyz", "", "")
 		return r.Status == 503 && strings.Contains(string(r.Body), `"draining"`)
 	})
@@ -194,7 +195,7 @@ func TestDrain(t *testing.T) {
 		t.Errorf("new request while draining: %d %s; want 503 unavailable", r.Status, r.Body)
 	}
 	addr := strings.TrimPrefix(env.URL, "http://")
-	apitest.Eventually(t, 5*time.Second, "the listener to close", func() bool {
+	poll.TrueWithin(t, 5*time.Second, "the listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
