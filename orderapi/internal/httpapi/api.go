@@ -87,6 +87,7 @@ func New(cfg Config) *echo.Echo {
 	add(http.MethodPost, "/orders/:orderNo/seen", a.seenOrder, a.auth)
 	add(http.MethodPut, "/merchants/:id", a.registerMerchant, a.auth)
 	add(http.MethodPost, "/merchants/:id/ack", a.ack, a.auth)
+	add(http.MethodPost, "/receipts", a.receipts, a.auth)
 	add(http.MethodGet, "/merchants/:id/orders", a.listOrders, a.auth)
 	add(http.MethodGet, "/merchants/:id/summary", a.summary, a.auth)
 	add(http.MethodGet, "/merchants/:id/events", a.events, a.auth)

@@ -109,6 +109,24 @@ func (a *api) ack(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// receipts answers 200 with the applied and skipped counts per kind (the
+// gateway counts them); the order.seen events go out after the answer.
+func (a *api) receipts(c echo.Context) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	res, evs, err := a.cfg.Orders.Receipts(c.Request().Context(), caller(c), body)
+	if err != nil {
+		return err
+	}
+	return respondThen(c, http.StatusOK, res, func() {
+		for _, ev := range evs {
+			a.cfg.Orders.Publish(c.Request().Context(), ev)
+		}
+	})
+}
+
 // registerMerchant answers 201 for a new registration, 200 for an existing
 // one, with {"merchantId","registeredAt"}.
 func (a *api) registerMerchant(c echo.Context) error {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	"orderpush/orderapi/internal/store"
+	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
 
@@ -18,6 +20,12 @@ func ParseAck(body []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return seqField(fields)
+}
+
+// seqField reads the required "seq": a non-negative JSON integer up to
+// wire.MaxAckSeq in plain digits.
+func seqField(fields map[string]json.RawMessage) (uint64, error) {
 	raw, ok := fields["seq"]
 	if !ok {
 		return 0, invalidField("seq", "required")
@@ -31,6 +39,103 @@ func ParseAck(body []byte) (uint64, error) {
 		return 0, invalidField("seq", "must be an integer from 0 to %d, got %s", uint64(wire.MaxAckSeq), clip(string(raw)))
 	}
 	return v, nil
+}
+
+// ParseReceipts parses a POST /receipts body: {"acks":[{"merchantId","seq"}],
+// "seen":[{"merchantId","orderNo"}]}, both lists optional, at most
+// wire.MaxReceiptItems items together, each as strict as the single
+// endpoints' bodies. Errors name the item, as in "seen[3].orderNo".
+func ParseReceipts(body []byte) (wire.ReceiptBatch, error) {
+	fields, err := decodeObject(body, "acks", "seen")
+	if err != nil {
+		return wire.ReceiptBatch{}, err
+	}
+	acks, err := itemList(fields, "acks")
+	if err != nil {
+		return wire.ReceiptBatch{}, err
+	}
+	seen, err := itemList(fields, "seen")
+	if err != nil {
+		return wire.ReceiptBatch{}, err
+	}
+	if n := len(acks) + len(seen); n > wire.MaxReceiptItems {
+		return wire.ReceiptBatch{}, invalidField("acks", "acks and seen hold at most %d items together, got %d; send several batches", wire.MaxReceiptItems, n)
+	}
+	var b wire.ReceiptBatch
+	for i, raw := range acks {
+		at := fmt.Sprintf("acks[%d]", i)
+		f, err := decodeObject(raw, "merchantId", "seq")
+		if err != nil {
+			return wire.ReceiptBatch{}, within(at, err)
+		}
+		m, err := merchantField(f)
+		if err != nil {
+			return wire.ReceiptBatch{}, within(at, err)
+		}
+		seq, err := seqField(f)
+		if err != nil {
+			return wire.ReceiptBatch{}, within(at, err)
+		}
+		b.Acks = append(b.Acks, wire.AckReceipt{MerchantID: m, Seq: seq})
+	}
+	for i, raw := range seen {
+		at := fmt.Sprintf("seen[%d]", i)
+		f, err := decodeObject(raw, "merchantId", "orderNo")
+		if err != nil {
+			return wire.ReceiptBatch{}, within(at, err)
+		}
+		m, err := merchantField(f)
+		if err != nil {
+			return wire.ReceiptBatch{}, within(at, err)
+		}
+		no, err := requiredString(f, "orderNo")
+		if err != nil {
+			return wire.ReceiptBatch{}, within(at, err)
+		}
+		if !wire.ValidOrderNo(no) {
+			return wire.ReceiptBatch{}, within(at, invalidField("orderNo", "malformed order number"))
+		}
+		b.Seen = append(b.Seen, wire.SeenReceipt{MerchantID: m, OrderNo: no})
+	}
+	return b, nil
+}
+
+// itemList reads the optional JSON array name as its raw items.
+func itemList(fields map[string]json.RawMessage, name string) ([]json.RawMessage, error) {
+	raw, ok := fields[name]
+	if !ok {
+		return nil, nil
+	}
+	var items []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
+		return nil, invalidField(name, "must be a JSON array")
+	}
+	return items, nil
+}
+
+func merchantField(f map[string]json.RawMessage) (string, error) {
+	m, err := requiredString(f, "merchantId")
+	if err != nil {
+		return "", err
+	}
+	if !wire.ValidMerchantID(m) {
+		return "", invalidField("merchantId", "must be 1-64 characters of A-Z a-z 0-9 _ -")
+	}
+	return m, nil
+}
+
+// within names the item of a batch an error is about.
+func within(item string, err error) error {
+	e, ok := AsError(err)
+	if !ok {
+		return err
+	}
+	c := *e
+	c.Message = item + "." + e.Message
+	if e.Code != wire.CodeInvalidField {
+		c.Message = item + ": " + e.Message
+	}
+	return &c
 }
 
 // Ack records a merchant's cumulative ack (POST /merchants/{id}/ack, that
@@ -54,10 +159,7 @@ func (s *Service) Ack(ctx context.Context, c Caller, merchantID string, body []b
 	if err != nil {
 		return unavailable("database", err)
 	}
-	now := time.Now()
-	for _, p := range placed {
-		s.d.Metrics.OrderDelivered.Observe(now.Sub(p).Seconds())
-	}
+	s.observe(placed, nil)
 	return nil
 }
 
@@ -85,6 +187,44 @@ func (s *Service) Seen(ctx context.Context, c Caller, orderNo string) (wire.Orde
 	if !changed {
 		return o, nil, nil
 	}
-	s.d.Metrics.OrderSeen.Observe(o.SeenAt.Sub(o.CreatedAt).Seconds())
+	s.observe(nil, []wire.Order{o})
 	return o, &ev, nil
+}
+
+// Receipts applies a gateway's batch of receipts (POST /receipts, service
+// tokens only) in one transaction, as Ack and Seen would one by one: an
+// ack above its merchant's seq and a seen of an order that is not the
+// named merchant's (or of no order) are skipped and counted. It returns
+// the counts and the order.seen events to publish.
+func (s *Service) Receipts(ctx context.Context, c Caller, body []byte) (wire.ReceiptResult, []store.Event, error) {
+	if c.Role != token.RoleService {
+		return wire.ReceiptResult{}, nil, forbidden("only a service may send receipts in batches")
+	}
+	b, err := ParseReceipts(body)
+	if err != nil {
+		return wire.ReceiptResult{}, nil, err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	r, err := s.d.Store.ApplyReceipts(ctx, b.Acks, b.Seen, seenFrame)
+	if err != nil {
+		return wire.ReceiptResult{}, nil, unavailable("database", err)
+	}
+	s.observe(r.Delivered, r.FirstSeen)
+	return wire.ReceiptResult{
+		Acks: wire.ReceiptCounts{Applied: len(b.Acks) - r.AcksSkipped, Skipped: r.AcksSkipped},
+		Seen: wire.ReceiptCounts{Applied: r.SeenApplied, Skipped: r.SeenSkipped},
+	}, r.Events, nil
+}
+
+// observe feeds the receipt histograms: placed to delivered for the orders
+// an ack delivered, placed to seen for the orders seen the first time.
+func (s *Service) observe(delivered []time.Time, seen []wire.Order) {
+	now := time.Now()
+	for _, p := range delivered {
+		s.d.Metrics.OrderDelivered.Observe(now.Sub(p).Seconds())
+	}
+	for _, o := range seen {
+		s.d.Metrics.OrderSeen.Observe(o.SeenAt.Sub(o.CreatedAt).Seconds())
+	}
 }

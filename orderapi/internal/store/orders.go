@@ -190,35 +190,38 @@ func (s *Store) ProcessOrder(ctx context.Context, orderNo string, frame FrameFun
 // ErrNotFound when there is no such order.
 func (s *Store) transition(ctx context.Context, orderNo, update, merchantQ string, args func(int64) []any, frame FrameFunc) (o wire.Order, ev Event, ok bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
-		now := s.now()
-		var row orderRow
-		err := tx.GetContext(ctx, &row, update, args(now.UnixMilli())...)
-		if errors.Is(err, sql.ErrNoRows) {
-			// Already done, or no such order: nothing to write.
-			if err := tx.GetContext(ctx, &row, s.q.getOrder, orderNo); errors.Is(err, sql.ErrNoRows) {
-				return ErrNotFound
-			} else if err != nil {
-				return fmt.Errorf("get order: %w", err)
-			}
-			o = row.order()
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("update order: %w", err)
-		}
-		o = row.order()
-		var m struct {
-			Seq     uint64 `db:"seq"`
-			Pending int64  `db:"pending"`
-		}
-		if err := tx.GetContext(ctx, &m, merchantQ, o.MerchantID); err != nil {
-			return fmt.Errorf("update merchant %s: %w", o.MerchantID, err)
-		}
-		ev, err = s.insertEvent(ctx, tx, o, m.Seq, m.Pending, now, frame)
-		ok = err == nil
+		o, ev, ok, err = s.transitionTx(ctx, tx, s.now(), orderNo, update, merchantQ, args, frame)
 		return err
 	})
 	return o, ev, ok, err
+}
+
+// transitionTx is transition inside tx, at now.
+func (s *Store) transitionTx(ctx context.Context, tx *sqlx.Tx, now time.Time, orderNo, update, merchantQ string, args func(int64) []any, frame FrameFunc) (o wire.Order, ev Event, ok bool, err error) {
+	var row orderRow
+	err = tx.GetContext(ctx, &row, update, args(now.UnixMilli())...)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Already done, or no such order: nothing to write.
+		if err := tx.GetContext(ctx, &row, s.q.getOrder, orderNo); errors.Is(err, sql.ErrNoRows) {
+			return wire.Order{}, Event{}, false, ErrNotFound
+		} else if err != nil {
+			return wire.Order{}, Event{}, false, fmt.Errorf("get order: %w", err)
+		}
+		return row.order(), Event{}, false, nil
+	}
+	if err != nil {
+		return wire.Order{}, Event{}, false, fmt.Errorf("update order: %w", err)
+	}
+	o = row.order()
+	var m Merchant
+	if err := tx.GetContext(ctx, &m, merchantQ, o.MerchantID); err != nil {
+		return wire.Order{}, Event{}, false, fmt.Errorf("update merchant %s: %w", o.MerchantID, err)
+	}
+	ev, err = s.insertEvent(ctx, tx, o, m.Seq, m.Pending, now, frame)
+	if err != nil {
+		return wire.Order{}, Event{}, false, err
+	}
+	return o, ev, true, nil
 }
 
 // GetOrder returns one order or ErrNotFound.

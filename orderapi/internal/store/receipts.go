@@ -1,10 +1,15 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 
 	"orderpush/pkg/wire"
 )
@@ -20,9 +25,18 @@ var ErrSeqAhead = errors.New("seq above the merchant's current seq")
 // nothing. ErrSeqAhead (and nothing written) when seq is above the
 // merchant's current seq; the merchant's current seq comes back with it.
 func (s *Store) Ack(ctx context.Context, merchantID string, seq uint64) (delivered []time.Time, current uint64, err error) {
-	m, err := s.Merchant(ctx, merchantID)
-	if err != nil {
-		return nil, 0, err
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		delivered, current, err = s.ackTx(ctx, tx, s.now(), merchantID, seq)
+		return err
+	})
+	return delivered, current, err
+}
+
+// ackTx is Ack inside tx, at now.
+func (s *Store) ackTx(ctx context.Context, tx *sqlx.Tx, now time.Time, merchantID string, seq uint64) ([]time.Time, uint64, error) {
+	var m Merchant
+	if err := tx.GetContext(ctx, &m, s.q.merchant, merchantID); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, fmt.Errorf("merchant %s: %w", merchantID, err)
 	}
 	if seq > m.Seq {
 		return nil, m.Seq, ErrSeqAhead
@@ -30,9 +44,8 @@ func (s *Store) Ack(ctx context.Context, merchantID string, seq uint64) (deliver
 	if seq == 0 {
 		return nil, m.Seq, nil
 	}
-	now := s.now()
 	var created []int64
-	if err := s.w.SelectContext(ctx, &created, s.q.ackOrders, now.UnixMilli(), merchantID, int64(seq)); err != nil {
+	if err := tx.SelectContext(ctx, &created, s.q.ackOrders, now.UnixMilli(), merchantID, int64(seq)); err != nil {
 		return nil, m.Seq, fmt.Errorf("ack %s up to %d: %w", merchantID, seq, err)
 	}
 	out := make([]time.Time, len(created))
@@ -47,12 +60,77 @@ func (s *Store) Ack(ctx context.Context, merchantID string, seq uint64) (deliver
 // transaction, returned with ok true. A later call changes nothing and
 // returns the order with ok false. ErrNotFound when there is no such order.
 func (s *Store) Seen(ctx context.Context, orderNo string, frame FrameFunc) (wire.Order, Event, bool, error) {
-	o, ev, ok, err := s.transition(ctx, orderNo, s.q.seenOrder, s.q.bumpSeq,
-		func(ms int64) []any { return []any{ms, orderNo} }, frame)
+	o, ev, ok, err := s.transition(ctx, orderNo, s.q.seenOrder, s.q.bumpSeq, seenArgs(orderNo), frame)
 	if err != nil {
 		return wire.Order{}, Event{}, false, fmt.Errorf("seen order %s: %w", orderNo, err)
 	}
 	return o, ev, ok, nil
+}
+
+func seenArgs(orderNo string) func(int64) []any {
+	return func(ms int64) []any { return []any{ms, orderNo} }
+}
+
+// BatchResult is what ApplyReceipts did.
+type BatchResult struct {
+	Delivered   []time.Time  // placement times of the orders the acks delivered
+	AcksSkipped int          // acks above their merchant's seq
+	FirstSeen   []wire.Order // orders seen for the first time, with Events
+	Events      []Event      // their order.seen events, committed
+	SeenApplied int          // seen of the merchant's own orders, first or not
+	SeenSkipped int          // seen of no order or of another merchant's
+}
+
+// ApplyReceipts applies a batch of acks and seen in one transaction, each
+// as Ack and Seen would. An ack above its merchant's seq is skipped, as is
+// a seen whose order does not exist or belongs to another merchant than
+// the one it names: skips write nothing and do not fail the batch. Items
+// are applied in merchant order, so that concurrent batches take the
+// merchants' rows in the same order.
+func (s *Store) ApplyReceipts(ctx context.Context, acks []wire.AckReceipt, seen []wire.SeenReceipt, frame FrameFunc) (BatchResult, error) {
+	acks = slices.SortedStableFunc(slices.Values(acks), func(a, b wire.AckReceipt) int { return cmp.Compare(a.MerchantID, b.MerchantID) })
+	seen = slices.SortedStableFunc(slices.Values(seen), func(a, b wire.SeenReceipt) int { return cmp.Compare(a.MerchantID, b.MerchantID) })
+	var res BatchResult
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		res = BatchResult{}
+		now := s.now()
+		for _, a := range acks {
+			d, _, err := s.ackTx(ctx, tx, now, a.MerchantID, a.Seq)
+			if errors.Is(err, ErrSeqAhead) {
+				res.AcksSkipped++
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			res.Delivered = append(res.Delivered, d...)
+		}
+		for _, r := range seen {
+			var row orderRow
+			err := tx.GetContext(ctx, &row, s.q.getOrder, r.OrderNo)
+			if errors.Is(err, sql.ErrNoRows) || (err == nil && row.order().MerchantID != r.MerchantID) {
+				res.SeenSkipped++
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("get order %s: %w", r.OrderNo, err)
+			}
+			o, ev, first, err := s.transitionTx(ctx, tx, now, r.OrderNo, s.q.seenOrder, s.q.bumpSeq, seenArgs(r.OrderNo), frame)
+			if err != nil {
+				return fmt.Errorf("seen order %s: %w", r.OrderNo, err)
+			}
+			res.SeenApplied++
+			if first {
+				res.FirstSeen = append(res.FirstSeen, o)
+				res.Events = append(res.Events, ev)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return BatchResult{}, fmt.Errorf("receipts batch: %w", err)
+	}
+	return res, nil
 }
 
 // ReceiptCounts are a merchant's pending orders without deliveredAt and
