@@ -2,7 +2,9 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -63,61 +65,152 @@ func BenchmarkPresenceBeat(b *testing.B) {
 // writers, loopback TCP, and the clients, which share the CPU).
 func BenchmarkSocketFanout(b *testing.B) {
 	for _, k := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("sockets=%d", k), func(b *testing.B) {
-			url := redistest.SharedURL(b)
-			g := startGW(b, url, func(c *Config) { c.SendQueueSize = 4096 })
-			mid := redistest.Unique("m")
-			p := newPublisher(b, newRedis(b, url), mid)
-			var received atomic.Int64
-			var wg sync.WaitGroup
-			conns := make([]*websocket.Conn, k)
-			for i := range conns {
-				c, _, err := websocket.Dial(context.Background(), wstest.URL(g.URL, merchantToken(b, mid), -1), nil)
+		b.Run(fmt.Sprintf("sockets=%d", k), func(b *testing.B) { benchFanout(b, k, wsFanoutDial) })
+	}
+}
+
+// BenchmarkTransportFanout is BenchmarkSocketFanout for each transport, at
+// one size: what a transport's encoding and writing cost per delivery.
+func BenchmarkTransportFanout(b *testing.B) {
+	const k = 500
+	for _, tc := range []struct {
+		name string
+		dial func(g *gw, tok string) (fanoutClient, error)
+	}{
+		{"ws", wsFanoutDial},
+		{"sse", sseFanoutDial},
+		{"socketio-ws", sioFanoutDial},
+	} {
+		b.Run(fmt.Sprintf("%s/sockets=%d", tc.name, k), func(b *testing.B) { benchFanout(b, k, tc.dial) })
+	}
+}
+
+// fanoutClient is one client of a fan-out benchmark, past its hello: read
+// waits for the next message and tells how many order events it held.
+type fanoutClient struct {
+	read  func() (int, error)
+	close func()
+}
+
+func wsFanoutDial(g *gw, tok string) (fanoutClient, error) {
+	ctx := context.Background()
+	c, _, err := websocket.Dial(ctx, wstest.URL(g.URL, tok, -1), nil)
+	if err != nil {
+		return fanoutClient{}, err
+	}
+	if _, _, err := c.Read(ctx); err != nil { // hello
+		_ = c.CloseNow()
+		return fanoutClient{}, err
+	}
+	return fanoutClient{
+		read: func() (int, error) {
+			_, _, err := c.Read(ctx)
+			return 1, err
+		},
+		close: func() { _ = c.CloseNow() },
+	}, nil
+}
+
+func sseFanoutDial(g *gw, tok string) (fanoutClient, error) {
+	c, err := rawSSEDial(strings.TrimPrefix(g.URL, "http://"), tok)
+	if err != nil {
+		return fanoutClient{}, err
+	}
+	br := bufio.NewReaderSize(c, 16<<10)
+	return fanoutClient{
+		read: func() (int, error) {
+			line, err := br.ReadSlice('\n')
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return 0, nil // the rest of a long data line
+			}
+			if err != nil {
+				return 0, err
+			}
+			if bytes.HasPrefix(line, []byte("event: order\n")) {
+				return 1, nil
+			}
+			return 0, nil
+		},
+		close: func() { _ = c.Close() },
+	}, nil
+}
+
+func sioFanoutDial(g *gw, tok string) (fanoutClient, error) {
+	c, err := sioDialWS(strings.TrimPrefix(g.URL, "http://"), tok)
+	if err != nil {
+		return fanoutClient{}, err
+	}
+	br := bufio.NewReaderSize(c, 16<<10)
+	return fanoutClient{
+		read: func() (int, error) {
+			m, err := readWSText(br)
+			if err != nil {
+				return 0, err
+			}
+			if strings.HasPrefix(m, `42["order"`) {
+				return 1, nil
+			}
+			return 0, nil // an Engine.IO ping
+		},
+		close: func() { _ = c.Close() },
+	}, nil
+}
+
+// benchFanout runs a fan-out to k clients that dial opens. Besides
+// ns/delivery it reports allocs/delivery: every allocation of the process
+// (the clients' too) per event read by a client.
+func benchFanout(b *testing.B, k int, dial func(g *gw, tok string) (fanoutClient, error)) {
+	url := redistest.SharedURL(b)
+	g := startGW(b, url, func(c *Config) { c.SendQueueSize = 4096 })
+	mid := redistest.Unique("m")
+	tok := merchantToken(b, mid)
+	p := newPublisher(b, newRedis(b, url), mid)
+	var received atomic.Int64
+	var wg sync.WaitGroup
+	clients := make([]fanoutClient, 0, k)
+	defer func() {
+		for _, c := range clients {
+			c.close()
+		}
+		wg.Wait()
+	}()
+	for range k {
+		c, err := dial(g, tok)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients = append(clients, c)
+		wg.Go(func() {
+			for {
+				n, err := c.read()
 				if err != nil {
-					b.Fatal(err)
+					return
 				}
-				conns[i] = c
-				wg.Go(func() {
-					for {
-						if _, _, err := c.Read(context.Background()); err != nil {
-							return
-						}
-						received.Add(1)
-					}
-				})
+				received.Add(int64(n))
 			}
-			defer func() {
-				for _, c := range conns {
-					_ = c.CloseNow()
-				}
-				wg.Wait()
-			}()
-			helloBy := time.Now().Add(time.Minute)
-			for received.Load() < int64(k) { // hellos
-				if time.Now().After(helloBy) {
-					b.Fatalf("%d of %d hellos within a minute", received.Load(), k)
-				}
-				time.Sleep(time.Millisecond) // poll interval, bounded by helloBy
-			}
-			received.Store(0)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				p.publish(1)
-			}
-			want := int64(b.N) * int64(k)
-			deadline := time.Now().Add(time.Minute)
-			for received.Load() < want && time.Now().Before(deadline) {
-				time.Sleep(100 * time.Microsecond) // wait for delivery, bounded by the deadline
-			}
-			b.StopTimer()
-			if got := received.Load(); got != want {
-				b.Fatalf("received %d of %d", got, want)
-			}
-			el := b.Elapsed()
-			b.ReportMetric(float64(el.Nanoseconds())/float64(want), "ns/delivery")
-			b.ReportMetric(float64(want)/el.Seconds(), "deliveries/s")
 		})
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	mallocs := ms.Mallocs
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p.publish(1)
+	}
+	want := int64(b.N) * int64(k)
+	deadline := time.Now().Add(time.Minute)
+	for received.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Microsecond) // wait for delivery, bounded by the deadline
+	}
+	b.StopTimer()
+	if got := received.Load(); got != want {
+		b.Fatalf("received %d of %d", got, want)
+	}
+	runtime.ReadMemStats(&ms)
+	el := b.Elapsed()
+	b.ReportMetric(float64(el.Nanoseconds())/float64(want), "ns/delivery")
+	b.ReportMetric(float64(want)/el.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(ms.Mallocs-mallocs)/float64(want), "allocs/delivery")
 }
 
 // BenchmarkIdle opens K connections of one transport on one in-process
