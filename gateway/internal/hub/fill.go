@@ -7,7 +7,6 @@ import (
 
 	"orderpush/gateway/internal/backfill"
 	"orderpush/gateway/internal/metrics"
-	"orderpush/gateway/internal/session/sendq"
 	"orderpush/pkg/logging"
 	"orderpush/pkg/stream"
 	"orderpush/pkg/wire"
@@ -181,7 +180,7 @@ func (h *Hub) resync(t *topic, st stream.State) {
 		case s.last < st.Seq:
 			s.last = st.Seq
 			h.m.Resyncs.WithLabelValues(metrics.ResyncGap).Inc()
-			if !s.m.TrySend(sendq.Entry{Data: h.helloFrame(wire.EventResync, t, s.m, st), Seq: st.Seq}) {
+			if !s.m.TrySend(h.helloEntry(wire.EventResync, t, s.m, st)) {
 				s.overflow()
 			}
 		}

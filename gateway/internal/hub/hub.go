@@ -305,11 +305,14 @@ func (h *Hub) teardown(t *topic) {
 	h.subs.Unsubscribe(ctx, t.channel)
 }
 
-// helloFrame builds a hello or resync frame for one socket.
-func (h *Hub) helloFrame(event string, t *topic, m Member, st stream.State) []byte {
-	return wire.MustEncode(event, 0, 0, wire.HelloData{
+// helloEntry builds a hello or resync frame for one socket, with its head;
+// its Seq is the state's.
+func (h *Hub) helloEntry(event string, t *topic, m Member, st stream.State) sendq.Entry {
+	e := sendq.Build(event, wire.HelloData{
 		ConnID: m.ID(), MerchantID: t.merchant, Node: h.cfg.Node, Seq: st.Seq, OrderSum: st.OrderSum,
 	})
+	e.Seq = st.Seq
+	return e
 }
 
 func newTopic(mid string) *topic {

@@ -67,7 +67,7 @@ func (h *Hub) Join(ctx context.Context, mid string, m Member, since int64) (*Sub
 		hello = st
 	}
 	s := &Subscription{h: h, t: t, m: m, hello: hello, last: hello.Seq}
-	if !m.TrySend(sendq.Entry{Data: h.helloFrame(wire.EventHello, t, m, hello), Seq: hello.Seq}) {
+	if !m.TrySend(h.helloEntry(wire.EventHello, t, m, hello)) {
 		t.mu.Unlock()
 		h.release(t)
 		return nil, ErrOverflow
@@ -76,7 +76,7 @@ func (h *Hub) Join(ctx context.Context, mid string, m Member, since int64) (*Sub
 	case since < 0 || uint64(since) == hello.Seq:
 	case uint64(since) > hello.Seq:
 		h.m.Resyncs.WithLabelValues(metrics.ResyncSinceAhead).Inc()
-		m.TrySend(sendq.Entry{Data: h.helloFrame(wire.EventResync, t, m, hello), Seq: hello.Seq})
+		m.TrySend(h.helloEntry(wire.EventResync, t, m, hello))
 	default:
 		s.since, s.replaying = uint64(since), true
 	}
@@ -128,7 +128,7 @@ func (s *Subscription) Replay(ctx context.Context) error {
 		}
 		h.log.LogAttrs(ctx, slog.LevelInfo, "replay could not cover the gap, sending resync", attrs...)
 		h.m.Resyncs.WithLabelValues(metrics.ResyncReplay).Inc()
-		if err := s.m.Send(ctx, sendq.Entry{Data: h.helloFrame(wire.EventResync, t, s.m, s.hello), Seq: s.hello.Seq}); err != nil {
+		if err := s.m.Send(ctx, h.helloEntry(wire.EventResync, t, s.m, s.hello)); err != nil {
 			return err
 		}
 	}
@@ -154,7 +154,7 @@ func (s *Subscription) goLive(ctx context.Context, last uint64) error {
 		}
 		t.mu.Unlock()
 		for _, b := range batch {
-			e := sendq.Entry{Data: b.frame.data, TS: b.frame.ts, Seq: b.frame.seq}
+			e := b.frame.entry()
 			switch {
 			case b.resync:
 				if b.state.Seq <= last {
@@ -162,7 +162,7 @@ func (s *Subscription) goLive(ctx context.Context, last uint64) error {
 				}
 				last = b.state.Seq
 				h.m.Resyncs.WithLabelValues(metrics.ResyncGap).Inc()
-				e = sendq.Entry{Data: h.helloFrame(wire.EventResync, t, s.m, b.state), Seq: b.state.Seq}
+				e = h.helloEntry(wire.EventResync, t, s.m, b.state)
 			case b.frame.seq == 0:
 			case b.frame.seq <= last:
 				continue

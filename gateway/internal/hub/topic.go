@@ -3,8 +3,6 @@ package hub
 import (
 	"sync"
 	"time"
-
-	"orderpush/gateway/internal/session/sendq"
 )
 
 // topic is one merchant's local sockets and its sequencer.
@@ -116,7 +114,7 @@ func (t *topic) minPending() uint64 {
 // only once: its cursor skips what its hello or replay already covered.
 // t.mu must be held.
 func (h *Hub) fanout(t *topic, f frame) {
-	e := sendq.Entry{Data: f.data, TS: f.ts, Seq: f.seq}
+	e := f.entry()
 	for _, s := range t.subs {
 		if s.dead {
 			continue

@@ -14,7 +14,7 @@ func (s *Session) Answer(data []byte) []byte {
 	s.Handle(data)
 	s.answer = nil
 	if s.lim.verdict != allowed {
-		return rateLimitedFrame
+		return rateLimitedFrame.Data
 	}
 	return answer
 }

@@ -19,8 +19,8 @@ const processTimeout = 10 * time.Second
 
 // Prebuilt replies: a flood must not cost an allocation per message.
 var (
-	pongFrame        = []byte(`{"event":"pong"}`)
-	rateLimitedFrame = wire.ErrorFrame(wire.CodeRateLimited, "too many messages from this connection (CLIENT_MSG_RATE); slow down or the connection is closed")
+	pongFrame        = sendq.Build(wire.EventPong, nil)
+	rateLimitedFrame = errorFrame(wire.CodeRateLimited, "too many messages from this connection (CLIENT_MSG_RATE); slow down or the connection is closed")
 )
 
 // Handle acts on one client message (PROTOCOL.md "Merchant socket",
@@ -54,7 +54,7 @@ func (s *Session) Handle(data []byte) {
 	}
 	f, err := wire.ParseClient(data)
 	if err != nil {
-		s.reply(wire.ErrorFrame(wire.CodeInvalidFrame, err.Error()))
+		s.reply(errorFrame(wire.CodeInvalidFrame, err.Error()))
 		return
 	}
 	switch f.Event {
@@ -77,7 +77,7 @@ func (s *Session) Handle(data []byte) {
 func (s *Session) ack(seq uint64) {
 	if told := s.told.Load(); seq > told {
 		s.m.ReceiptsForwarded.WithLabelValues(metrics.ReceiptAck, "rejected").Inc()
-		s.reply(wire.ErrorFrame(wire.CodeInvalidField,
+		s.reply(errorFrame(wire.CodeInvalidField,
 			"ack seq "+strconv.FormatUint(seq, 10)+" is above "+strconv.FormatUint(told, 10)+", the last seq this connection was sent"))
 		return
 	}
@@ -91,7 +91,7 @@ func (s *Session) ack(seq uint64) {
 func (s *Session) process(orderNo string) {
 	if s.proc == nil {
 		s.m.ProcessForwards.WithLabelValues("error").Inc()
-		s.reply(wire.ErrorFrame(wire.CodeUnavailable, "order processing is not configured on this gateway (ORDERAPI_URL)"))
+		s.reply(errorFrame(wire.CodeUnavailable, "order processing is not configured on this gateway (ORDERAPI_URL)"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, processTimeout)
@@ -103,21 +103,26 @@ func (s *Session) process(orderNo string) {
 		s.m.ProcessForwards.WithLabelValues("ok").Inc()
 	case errors.As(err, &apiErr):
 		s.m.ProcessForwards.WithLabelValues("rejected").Inc()
-		s.reply(wire.ErrorFrame(apiErr.Code, apiErr.Message))
+		s.reply(errorFrame(apiErr.Code, apiErr.Message))
 	default:
 		s.m.ProcessForwards.WithLabelValues("error").Inc()
 		s.logf(slog.LevelWarn, "process forward failed", slog.String(logging.KeyOrderNo, orderNo), logging.Err(err))
-		s.reply(wire.ErrorFrame(wire.CodeUnavailable, "the order api did not answer; try again"))
+		s.reply(errorFrame(wire.CodeUnavailable, "the order api did not answer; try again"))
 	}
 }
 
+// errorFrame is an error frame with its head.
+func errorFrame(code, msg string) sendq.Entry {
+	return sendq.Build(wire.EventError, wire.ErrorData{Code: code, Message: msg})
+}
+
 // reply queues a frame for this session only, or hands it to Answer.
-func (s *Session) reply(b []byte) {
+func (s *Session) reply(e sendq.Entry) {
 	if s.answer != nil {
-		*s.answer = b
+		*s.answer = e.Data
 		return
 	}
-	if !s.TrySend(sendq.Entry{Data: b}) {
+	if !s.TrySend(e) {
 		s.Overflow()
 	}
 }

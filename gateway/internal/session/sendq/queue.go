@@ -16,8 +16,11 @@ package sendq
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
+
+	"orderpush/pkg/wire"
 )
 
 // Entry is one frame to write. Data is shared between sockets and must not
@@ -25,11 +28,36 @@ import (
 // delivery lag metric, or 0 when the frame is not live (replay, hello).
 // Seq is the merchant seq the frame brings the socket to (a sequenced
 // frame's own, the seq of hello and resync), or 0: what bounds the
-// socket's acks.
+// socket's acks. Head is Data decoded, when whoever built or received the
+// frame has it (shared and read-only like Data): transports that re-encode
+// frames (SSE, socket.io) read it instead of decoding Data once per socket.
+// A nil Head means they decode Data.
 type Entry struct {
 	Data []byte
 	TS   int64
 	Seq  uint64
+	Head *wire.Frame
+}
+
+// Build is the entry of a frame the gateway makes itself, with its Head:
+// event and, when v is not nil, v as data; no seq, no ts. v must marshal
+// (the wire package's types); anything else is a programming error.
+func Build(event string, v any) Entry {
+	h := &wire.Frame{Event: event}
+	if v != nil {
+		h.Data = mustMarshal(v)
+	}
+	// The data's bytes go into the frame verbatim (json.Marshal escapes
+	// both alike), so Head.Data and the frame's data member are the same.
+	return Entry{Data: mustMarshal(h), Head: h}
+}
+
+func mustMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("sendq: " + err.Error())
+	}
+	return b
 }
 
 // ErrClosed is returned by Push after Close.

@@ -351,14 +351,14 @@ func (c *Conn) WriteFrames(batch []sendq.Entry) (int, error) {
 		case e.Data[0] >= '0' && e.Data[0] <= '9':
 			p = e.Data // an Engine.IO packet (an acknowledgement)
 		default:
-			f := parseFrame(e.Data)
+			f, off := frameOf(e)
 			if f.Event == wire.EventResync {
 				c.resynced = true
 			}
 			// hello tells its seq as the offset only on a fresh connect:
 			// after a recovery it comes before the replayed events, and a
 			// client cut off between them must resume from its old offset.
-			p = appendEvent(nil, f, f.Event != wire.EventHello || !recovering)
+			p = appendEvent(nil, f, off, f.Event != wire.EventHello || !recovering)
 		}
 		if !c.sent {
 			c.held = append(c.held, p)

@@ -4,31 +4,47 @@ import (
 	"encoding/json"
 	"testing"
 
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/gateway/internal/transport/engineio"
 	"orderpush/pkg/wire"
 )
 
 // encode is what WriteFrames does with a merchant frame.
-func encode(frame []byte, offset bool) []byte { return appendEvent(nil, parseFrame(frame), offset) }
+func encode(frame []byte, offset bool) []byte {
+	f, off := frameOf(sendq.Entry{Data: frame})
+	return appendEvent(nil, f, off, offset)
+}
 
 func TestAppendFrame(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		frame  string
+		seq    uint64 // the entry's Seq, as the gateway sets it with a head
 		offset bool
 		want   string
 	}{
-		{`{"event":"order","seq":7,"ts":1700000000000,"data":{"orderSum":2}}`, true, `42["order",{"seq":7,"ts":1700000000000,"data":{"orderSum":2}},"7"]`},
-		{`{"event":"order","seq":7,"ts":1700000000000,"data":{"orderSum":2}}`, false, `42["order",{"seq":7,"ts":1700000000000,"data":{"orderSum":2}}]`},
-		{`{"event":"hello","data":{"connId":"c","seq":5,"orderSum":1}}`, true, `42["hello",{"data":{"connId":"c","seq":5,"orderSum":1}},"5"]`},
-		{`{"event":"hello","data":{"connId":"c","seq":5,"orderSum":1}}`, false, `42["hello",{"data":{"connId":"c","seq":5,"orderSum":1}}]`},
-		{`{"event":"resync","data":{"seq":0,"orderSum":0}}`, true, `42["resync",{"data":{"seq":0,"orderSum":0}},"0"]`},
-		{`{"event":"pong"}`, true, `42["pong",{}]`},
-		{`{"event":"notice","data":{"msg":"hi"}}`, true, `42["notice",{"data":{"msg":"hi"}}]`},
-		{`not json`, true, `42["error",{"data":{"code":"invalid_frame","message":"unreadable frame"}}]`},
+		{`{"event":"order","seq":7,"ts":1700000000000,"data":{"orderSum":2}}`, 7, true, `42["order",{"seq":7,"ts":1700000000000,"data":{"orderSum":2}},"7"]`},
+		{`{"event":"order","seq":7,"ts":1700000000000,"data":{"orderSum":2}}`, 7, false, `42["order",{"seq":7,"ts":1700000000000,"data":{"orderSum":2}}]`},
+		{`{"event":"hello","data":{"connId":"c","seq":5,"orderSum":1}}`, 5, true, `42["hello",{"data":{"connId":"c","seq":5,"orderSum":1}},"5"]`},
+		{`{"event":"hello","data":{"connId":"c","seq":5,"orderSum":1}}`, 5, false, `42["hello",{"data":{"connId":"c","seq":5,"orderSum":1}}]`},
+		{`{"event":"resync","data":{"seq":0,"orderSum":0}}`, 0, true, `42["resync",{"data":{"seq":0,"orderSum":0}},"0"]`},
+		{`{"event":"pong"}`, 0, true, `42["pong",{}]`},
+		{`{"event":"notice","data":{"msg":"hi"}}`, 0, true, `42["notice",{"data":{"msg":"hi"}}]`},
+		{`{"event":"a<\"b","data":null}`, 0, true, `42["a\u003c\"b",{"data":null}]`},
+		{`not json`, 0, true, `42["error",{"data":{"code":"invalid_frame","message":"unreadable frame"}}]`},
 	} {
 		if got := string(encode([]byte(tc.frame), tc.offset)); got != tc.want {
 			t.Errorf("encode(%s, %v)\n got %s\nwant %s", tc.frame, tc.offset, got, tc.want)
+		}
+		// With the head the hub or the session hands on: the same packet,
+		// and no decoding.
+		var h wire.Frame
+		if json.Unmarshal([]byte(tc.frame), &h) != nil {
+			continue
+		}
+		f, off := frameOf(sendq.Entry{Data: []byte(tc.frame), Seq: tc.seq, Head: &h})
+		if got := string(appendEvent(nil, f, off, tc.offset)); got != tc.want {
+			t.Errorf("with head: encode(%s, %v)\n got %s\nwant %s", tc.frame, tc.offset, got, tc.want)
 		}
 	}
 }

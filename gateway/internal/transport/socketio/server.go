@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"orderpush/gateway/internal/session/sendq"
 	"orderpush/gateway/internal/transport/engineio"
 	"orderpush/pkg/wire"
 )
@@ -73,25 +74,39 @@ func (s *Server) Stop() {
 // Close ends every connection's pending work (admissions).
 func (s *Server) Close() { s.stop() }
 
-// parseFrame reads a merchant frame for appendEvent. A frame that does not
-// parse (never built by the gateway) becomes an error event.
-func parseFrame(frame []byte) wire.Frame {
+// frameOf is the merchant frame of an entry for appendEvent, and its
+// recovery offset: a sequenced frame's seq, hello's and resync's data.seq.
+// An entry with a head (every frame the gateway routes or builds) needs no
+// decoding: its Seq is that offset. Otherwise Data is decoded; a frame that
+// does not parse (never built by the gateway) becomes an error event.
+func frameOf(e sendq.Entry) (wire.Frame, uint64) {
+	if e.Head != nil {
+		return *e.Head, e.Seq
+	}
 	var f wire.Frame
-	if err := json.Unmarshal(frame, &f); err != nil || f.Event == "" {
+	if err := json.Unmarshal(e.Data, &f); err != nil || f.Event == "" {
 		f = wire.Frame{Event: wire.EventError, Data: json.RawMessage(`{"code":"invalid_frame","message":"unreadable frame"}`)}
 	}
-	return f
+	off := f.Seq
+	if off == 0 && (f.Event == wire.EventHello || f.Event == wire.EventResync) {
+		var d struct {
+			Seq uint64 `json:"seq"`
+		}
+		if json.Unmarshal(f.Data, &d) == nil {
+			off = d.Seq
+		}
+	}
+	return f, off
 }
 
 // appendEvent appends the Engine.IO message for a merchant frame: an EVENT
 // named by the frame's event whose argument is the rest of the frame
 // ({seq, ts, data}); with offset, a sequenced frame adds its seq, and
-// hello and resync their data.seq, as a last string argument (the
-// client's recovery offset).
-func appendEvent(dst []byte, f wire.Frame, offset bool) []byte {
+// hello and resync their data.seq (off, from frameOf), as a last string
+// argument (the client's recovery offset).
+func appendEvent(dst []byte, f wire.Frame, off uint64, offset bool) []byte {
 	dst = append(dst, byte(engineio.Message), byte(Event), '[')
-	name, _ := json.Marshal(f.Event)
-	dst = append(dst, name...)
+	dst = appendString(dst, f.Event)
 	dst = append(dst, ",{"...)
 	sep := false
 	if f.Seq > 0 {
@@ -115,21 +130,25 @@ func appendEvent(dst []byte, f wire.Frame, offset bool) []byte {
 		dst = append(dst, f.Data...)
 	}
 	dst = append(dst, '}')
-	if offset {
-		off := f.Seq
-		if off == 0 && (f.Event == wire.EventHello || f.Event == wire.EventResync) {
-			var d struct {
-				Seq uint64 `json:"seq"`
-			}
-			if json.Unmarshal(f.Data, &d) == nil {
-				off = d.Seq
-			}
-		}
-		if off > 0 || f.Event == wire.EventHello || f.Event == wire.EventResync {
-			dst = append(dst, ",\""...)
-			dst = strconv.AppendUint(dst, off, 10)
-			dst = append(dst, '"')
-		}
+	if offset && (off > 0 || f.Event == wire.EventHello || f.Event == wire.EventResync) {
+		dst = append(dst, ",\""...)
+		dst = strconv.AppendUint(dst, off, 10)
+		dst = append(dst, '"')
 	}
 	return append(dst, ']')
+}
+
+// appendString appends s as a JSON string. Event names are plain ASCII,
+// which is copied between quotes without an allocation; anything else is
+// left to encoding/json.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }

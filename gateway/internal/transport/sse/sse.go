@@ -152,8 +152,13 @@ func (st *Stream) WriteFrames(batch []sendq.Entry) (int, error) {
 		return 0, errors.New("stream ended")
 	}
 	var b bytes.Buffer
+	size := 0
 	for _, e := range batch {
-		appendEvent(&b, e.Data)
+		size += len(e.Data) + 64 // id, event and data prefixes, usually
+	}
+	b.Grow(size)
+	for _, e := range batch {
+		appendEvent(&b, e)
 	}
 	if err := st.writeLocked(b.Bytes()); err != nil {
 		return 0, err
@@ -166,22 +171,36 @@ func (st *Stream) WriteFrames(batch []sendq.Entry) (int, error) {
 // appendEvent encodes one frame as an event. The frame's bytes go out
 // unchanged; a frame with line breaks (a publisher's pretty-printed JSON)
 // takes one data line per line, which EventSource joins back with '\n'.
-func appendEvent(b *bytes.Buffer, frame []byte) {
-	h, err := wire.ParseHead(frame)
-	if err == nil && h.Seq > 0 {
+// The id and event come from the entry's head, decoded once for every
+// stream; only a frame without one is decoded here.
+func appendEvent(b *bytes.Buffer, e sendq.Entry) {
+	var h wire.Head
+	if e.Head != nil {
+		h = wire.Head{Event: e.Head.Event, Seq: e.Head.Seq}
+	} else {
+		h, _ = wire.ParseHead(e.Data) // a zero head on error: data lines only
+	}
+	if h.Seq > 0 {
 		b.WriteString("id: ")
-		b.WriteString(strconv.FormatUint(h.Seq, 10))
+		var n [20]byte
+		b.Write(strconv.AppendUint(n[:0], h.Seq, 10))
 		b.WriteByte('\n')
 	}
-	if err == nil && validEventName(h.Event) {
+	if validEventName(h.Event) {
 		b.WriteString("event: ")
 		b.WriteString(h.Event)
 		b.WriteByte('\n')
 	}
-	for _, line := range bytes.Split(bytes.TrimRight(frame, "\r\n"), []byte("\n")) {
+	frame := bytes.TrimRight(e.Data, "\r\n")
+	for {
+		line, rest, more := bytes.Cut(frame, []byte("\n"))
 		b.WriteString("data: ")
 		b.Write(bytes.TrimSuffix(line, []byte("\r")))
 		b.WriteByte('\n')
+		if !more {
+			break
+		}
+		frame = rest
 	}
 	b.WriteByte('\n')
 }
