@@ -113,45 +113,40 @@ func wsFanoutDial(g *gw, tok string) (fanoutClient, error) {
 
 func sseFanoutDial(g *gw, tok string) (fanoutClient, error) {
 	c, err := rawSSEDial(strings.TrimPrefix(g.URL, "http://"), tok)
-	if err != nil {
-		return fanoutClient{}, err
-	}
-	br := bufio.NewReaderSize(c, 16<<10)
-	return fanoutClient{
-		read: func() (int, error) {
-			line, err := br.ReadSlice('\n')
-			if errors.Is(err, bufio.ErrBufferFull) {
-				return 0, nil // the rest of a long data line
-			}
-			if err != nil {
-				return 0, err
-			}
-			if bytes.HasPrefix(line, []byte("event: order\n")) {
-				return 1, nil
-			}
-			return 0, nil
-		},
-		close: func() { _ = c.Close() },
-	}, nil
+	return rawFanoutClient(c, err, func(br *bufio.Reader) (int, error) {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			return 0, nil // the rest of a long data line
+		case err != nil:
+			return 0, err
+		case bytes.HasPrefix(line, []byte("event: order\n")):
+			return 1, nil
+		}
+		return 0, nil
+	})
 }
 
 func sioFanoutDial(g *gw, tok string) (fanoutClient, error) {
 	c, err := sioDialWS(strings.TrimPrefix(g.URL, "http://"), tok)
+	return rawFanoutClient(c, err, func(br *bufio.Reader) (int, error) {
+		m, err := readWSText(br)
+		if err != nil || !strings.HasPrefix(m, `42["order"`) {
+			return 0, err // or an Engine.IO ping
+		}
+		return 1, nil
+	})
+}
+
+// rawFanoutClient reads a bare connection (dialled with err) through a
+// buffer, next reading one line or message of it.
+func rawFanoutClient(c net.Conn, err error, next func(*bufio.Reader) (int, error)) (fanoutClient, error) {
 	if err != nil {
 		return fanoutClient{}, err
 	}
 	br := bufio.NewReaderSize(c, 16<<10)
 	return fanoutClient{
-		read: func() (int, error) {
-			m, err := readWSText(br)
-			if err != nil {
-				return 0, err
-			}
-			if strings.HasPrefix(m, `42["order"`) {
-				return 1, nil
-			}
-			return 0, nil // an Engine.IO ping
-		},
+		read:  func() (int, error) { return next(br) },
 		close: func() { _ = c.Close() },
 	}, nil
 }
