@@ -116,7 +116,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		ReceiptsForwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_receipts_forwarded_total",
-			Help: "Socket receipts by kind (ack, seen) and result: ok, rejected, error (given up after retrying) count order API requests after coalescing (rejected also counts acks refused by the gateway); dropped counts receipts never sent (no ORDERAPI_URL, pending cap, closing).",
+			Help: "Socket receipts by kind (ack, seen) and result: ok, rejected, error (given up after retrying) count receipts after coalescing, one per batch item (rejected: skipped or refused by the order API, and acks refused by the gateway); dropped counts receipts never sent (no ORDERAPI_URL, pending cap, closing).",
 		}, []string{"kind", "result"}),
 		DeliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gateway_delivery_lag_seconds",

@@ -143,41 +143,34 @@ func (c *Client) Events(ctx context.Context, merchantID string, after uint64, li
 // Process marks an order processed on behalf of a socket, with its token.
 // A refusal is an *Error.
 func (c *Client) Process(ctx context.Context, orderNo, bearer string) error {
-	if err := c.post(ctx, bearer, nil, "orders", orderNo, "process"); err != nil {
+	if err := c.post(ctx, bearer, nil, nil, "orders", orderNo, "process"); err != nil {
 		return fmt.Errorf("process %s: %w", orderNo, err)
 	}
 	return nil
 }
 
-// Ack records a merchant's cumulative receipt up to seq (POST
-// /merchants/{id}/ack) with the service token. A refusal (seq above the
-// merchant's) is an *Error.
-func (c *Client) Ack(ctx context.Context, merchantID string, seq uint64) error {
+// Receipts sends a batch of receipts (POST /receipts, at most
+// wire.MaxReceiptItems items) with the service token and returns what the
+// order API applied and skipped. A refusal is an *Error.
+func (c *Client) Receipts(ctx context.Context, b wire.ReceiptBatch) (wire.ReceiptResult, error) {
 	tok, err := c.serviceToken()
 	if err != nil {
-		return fmt.Errorf("ack %s: %w", merchantID, err)
+		return wire.ReceiptResult{}, fmt.Errorf("receipts: %w", err)
 	}
-	body := strconv.AppendUint([]byte(`{"seq":`), seq, 10)
-	if err := c.post(ctx, tok, append(body, '}'), "merchants", merchantID, "ack"); err != nil {
-		return fmt.Errorf("ack %s up to %d: %w", merchantID, seq, err)
+	body, err := json.Marshal(b)
+	if err != nil {
+		return wire.ReceiptResult{}, fmt.Errorf("receipts: %w", err)
 	}
-	return nil
+	var res wire.ReceiptResult
+	if err := c.post(ctx, tok, body, &res, "receipts"); err != nil {
+		return wire.ReceiptResult{}, fmt.Errorf("receipts (%d acks, %d seen): %w", len(b.Acks), len(b.Seen), err)
+	}
+	return res, nil
 }
 
-// Seen marks an order seen (POST /orders/{orderNo}/seen) with a token of
-// the merchant whose socket sent it, never the service token: the order
-// API's ownership check is what keeps one merchant from marking another's
-// orders. A refusal (not this merchant's order, expired token) is an *Error.
-func (c *Client) Seen(ctx context.Context, orderNo, bearer string) error {
-	if err := c.post(ctx, bearer, nil, "orders", orderNo, "seen"); err != nil {
-		return fmt.Errorf("seen %s: %w", orderNo, err)
-	}
-	return nil
-}
-
-// post sends a POST with bearer and an optional JSON body; the answer's
-// body is not needed.
-func (c *Client) post(ctx context.Context, bearer string, body []byte, elems ...string) error {
+// post sends a POST with bearer and an optional JSON body, and decodes the
+// answer into v unless v is nil.
+func (c *Client) post(ctx context.Context, bearer string, body []byte, v any, elems ...string) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -190,7 +183,7 @@ func (c *Client) post(ctx context.Context, bearer string, body []byte, elems ...
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+bearer)
-	return c.do(req, nil)
+	return c.do(req, v)
 }
 
 func (c *Client) getJSON(ctx context.Context, q url.Values, v any, elems ...string) error {

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"orderpush/pkg/token"
+	"orderpush/pkg/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -130,42 +131,46 @@ func TestNonJSONErrorIsUnavailable(t *testing.T) {
 	}
 }
 
-func TestAckUsesTheServiceTokenAndSeenTheMerchants(t *testing.T) {
+// A batch goes to POST /receipts as JSON with the service token, and the
+// order API's counts come back; a refusal is an *Error.
+func TestReceiptsUsesTheServiceToken(t *testing.T) {
 	type call struct{ path, body, role, sub string }
-	calls := make(chan call, 4)
+	calls := make(chan call, 2)
 	c := api(t, func(w http.ResponseWriter, r *http.Request, cl token.Claims) {
 		b, _ := io.ReadAll(r.Body)
-		if r.Method != http.MethodPost {
-			t.Errorf("%s %s", r.Method, r.URL.Path)
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s %q", r.Method, r.URL.Path, r.Header.Get("Content-Type"))
 		}
 		calls <- call{r.URL.Path, string(b), cl.Role, cl.Subject}
-		switch {
-		case strings.HasSuffix(r.URL.Path, "/ack") && string(b) == `{"seq":99}`:
+		if strings.Contains(string(b), `"seq":99`) {
 			w.WriteHeader(400)
-			_, _ = w.Write([]byte(`{"error":{"code":"invalid_field","message":"seq: 99 is above the merchant's current seq 3"}}`))
-		case strings.HasSuffix(r.URL.Path, "/ack"):
-			w.WriteHeader(204)
-		default:
-			_, _ = w.Write([]byte(`{"orderNo":"u100000000000000000001"}`))
+			_, _ = w.Write([]byte(`{"error":{"code":"invalid_field","message":"acks[0].seq: must be an integer"}}`))
+			return
 		}
+		_, _ = w.Write([]byte(`{"acks":{"applied":1,"skipped":0},"seen":{"applied":0,"skipped":1}}`))
 	})
 	ctx := context.Background()
-	if err := c.Ack(ctx, "m1", 3); err != nil {
+	b := wire.ReceiptBatch{
+		Acks: []wire.AckReceipt{{MerchantID: "m1", Seq: 3}},
+		Seen: []wire.SeenReceipt{{MerchantID: "m1", OrderNo: "u100000000000000000001"}},
+	}
+	res, err := c.Receipts(ctx, b)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := <-calls; got != (call{"/merchants/m1/ack", `{"seq":3}`, token.RoleService, "gateway"}) {
-		t.Fatalf("ack sent %+v", got)
+	want := wire.ReceiptResult{Acks: wire.ReceiptCounts{Applied: 1}, Seen: wire.ReceiptCounts{Skipped: 1}}
+	if res != want {
+		t.Fatalf("result %+v, want %+v", res, want)
+	}
+	body := `{"acks":[{"merchantId":"m1","seq":3}],"seen":[{"merchantId":"m1","orderNo":"u100000000000000000001"}]}`
+	if got := <-calls; got != (call{"/receipts", body, token.RoleService, "gateway"}) {
+		t.Fatalf("batch sent %+v", got)
 	}
 	var e *Error
-	if err := c.Ack(ctx, "m1", 99); !errors.As(err, &e) || e.Code != "invalid_field" {
-		t.Fatalf("ack above the merchant's seq: %v", err)
+	if _, err := c.Receipts(ctx, wire.ReceiptBatch{Acks: []wire.AckReceipt{{MerchantID: "m1", Seq: 99}}}); !errors.As(err, &e) || e.Code != "invalid_field" || e.Status != 400 {
+		t.Fatalf("refused batch: %v", err)
 	}
-	<-calls
-	own, _ := token.Mint(secret, token.RoleMerchant, "m1", time.Minute)
-	if err := c.Seen(ctx, "u100000000000000000001", own); err != nil {
-		t.Fatal(err)
-	}
-	if got := <-calls; got != (call{"/orders/u100000000000000000001/seen", "", token.RoleMerchant, "m1"}) {
-		t.Fatalf("seen sent %+v", got)
+	if got := <-calls; got.body != `{"acks":[{"merchantId":"m1","seq":99}]}` {
+		t.Fatalf("batch without seen sent %+v", got)
 	}
 }

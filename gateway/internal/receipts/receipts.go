@@ -2,18 +2,18 @@
 // PROTOCOL.md "Receipts and attention") to the order API without one
 // request per frame. Per merchant it keeps only the highest ack (acks are
 // cumulative) and the set of orders seen since the last flush, and every
-// Interval it sends one ack request per merchant and one seen request per
-// order, a bounded number at a time, retrying transient failures until the
-// flush's Budget is spent. Interval plus Budget stays under the contract's
+// Interval it sends all of them in batches (POST /receipts, at most
+// wire.MaxReceiptItems items each), a bounded number at a time, retrying
+// transient failures until the flush's Budget is spent. Interval plus Budget stays under the contract's
 // 2 s from a receipt reaching the gateway to it showing in the API. A
 // receipt the order API did not take by then (no answer, 5xx, 429) waits
 // for the next flushes, up to MaxAge after its first attempt: late is
 // better than lost, since a person does not look at an order twice.
 //
-// Acks go out with the gateway's service token (the merchant is the one of
-// the socket's verified token, in the path); seen with a token of the
-// merchant whose socket sent it, so the order API's ownership check keeps a
-// merchant from marking another merchant's order seen.
+// Batches go out with the gateway's service token. Each item names the
+// merchant of the socket's verified token; the order API skips a seen
+// whose order is not that merchant's, so a merchant cannot mark another
+// merchant's order seen.
 //
 // Memory is bounded: at most MaxMerchants merchants and MaxSeen orders wait
 // between flushes; receipts over the caps are dropped and counted, as are
@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +43,7 @@ import (
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/pkg/logging"
+	"orderpush/pkg/wire"
 )
 
 // Defaults of Config.
@@ -54,7 +56,7 @@ const (
 	DefaultMaxAge       = 30 * time.Second
 )
 
-// Backoff between attempts of one request: full jitter, doubling from
+// Backoff between attempts of one batch: full jitter, doubling from
 // retryBase up to retryCap, within the flush's budget.
 const (
 	retryBase = 50 * time.Millisecond
@@ -64,17 +66,16 @@ const (
 // API is the part of the order API client the Forwarder calls. A refusal
 // is an *orderapi.Error.
 type API interface {
-	Ack(ctx context.Context, merchantID string, seq uint64) error
-	Seen(ctx context.Context, orderNo, bearer string) error
+	Receipts(ctx context.Context, b wire.ReceiptBatch) (wire.ReceiptResult, error)
 }
 
 // Config tunes a Forwarder; zero values mean the defaults.
 type Config struct {
 	Interval     time.Duration // between flushes
-	Budget       time.Duration // a flush's requests, retries included, end by then
+	Budget       time.Duration // a flush's batches, retries included, end by then
 	MaxMerchants int           // merchants with pending receipts
 	MaxSeen      int           // pending seen orders, all merchants together
-	Concurrency  int           // requests in flight at once
+	Concurrency  int           // batches in flight at once
 	MaxAge       time.Duration // a receipt failing transiently is retried this long
 }
 
@@ -93,8 +94,6 @@ type pending struct {
 	ack      uint64               // highest; 0: none
 	ackFirst time.Time            // when that ack was first sent; zero: not yet
 	seen     map[string]time.Time // order number -> first sent (zero: not yet); nil until the first
-	bearer   string               // the merchant token with the latest expiry, for seen
-	exp      time.Time            // its expiry; zero: none
 }
 
 // counters are the metric's series, resolved once.
@@ -153,10 +152,10 @@ func (f *Forwarder) Ack(merchant string, seq uint64) {
 	f.mu.Unlock()
 }
 
-// Seen records that a person looked at orderNo on a socket of merchant
-// whose token is bearer (expiring at exp; zero: never). An order already
-// pending is not added again. It never blocks on the network.
-func (f *Forwarder) Seen(merchant, orderNo, bearer string, exp time.Time) {
+// Seen records that a person looked at orderNo on a socket of merchant.
+// An order already pending is not added again. It never blocks on the
+// network.
+func (f *Forwarder) Seen(merchant, orderNo string) {
 	f.mu.Lock()
 	p := f.entryLocked(merchant)
 	if p == nil {
@@ -178,22 +177,14 @@ func (f *Forwarder) Seen(merchant, orderNo, bearer string, exp time.Time) {
 	}
 	p.seen[orderNo] = time.Time{}
 	f.nseen++
-	p.useBearer(bearer, exp)
 	f.mu.Unlock()
-}
-
-// useBearer keeps the token that expires last.
-func (p *pending) useBearer(bearer string, exp time.Time) {
-	if p.bearer == "" || exp.IsZero() || (!p.exp.IsZero() && exp.After(p.exp)) {
-		p.bearer, p.exp = bearer, exp
-	}
 }
 
 // retry puts back a receipt the order API did not take, for the next
 // flush, unless it has been tried for MaxAge or there is no room (then it
 // counts as an error). A newer ack of the merchant already covers an older
 // one.
-func (f *Forwarder) retry(j job) (kept bool) {
+func (f *Forwarder) retry(j item) (kept bool) {
 	if time.Since(j.first) > f.cfg.MaxAge {
 		return false
 	}
@@ -219,7 +210,6 @@ func (f *Forwarder) retry(j job) (kept bool) {
 		f.nseen++
 	}
 	p.seen[j.orderNo] = j.first
-	p.useBearer(j.bearer, j.exp)
 	return true
 }
 
@@ -288,13 +278,11 @@ func (f *Forwarder) shut() (started bool) {
 	return f.started
 }
 
-// job is one request of a flush.
-type job struct {
+// item is one receipt of a flush.
+type item struct {
 	merchant string
 	ack      uint64 // an ack when orderNo is empty
 	orderNo  string
-	bearer   string
-	exp      time.Time
 	first    time.Time // the receipt's first attempt
 }
 
@@ -307,83 +295,98 @@ func (f *Forwarder) flush(ctx context.Context) {
 		return
 	}
 	taken := f.byMerch
-	jobs := make([]job, 0, len(taken)+f.nseen)
+	items := make([]item, 0, len(taken)+f.nseen)
 	f.byMerch, f.nseen = make(map[string]*pending, len(taken)), 0
 	f.mu.Unlock()
 	now := time.Now()
 	for mid, p := range taken {
 		if p.ack > 0 {
-			jobs = append(jobs, job{merchant: mid, ack: p.ack, first: cmp.Or(p.ackFirst, now)})
+			items = append(items, item{merchant: mid, ack: p.ack, first: cmp.Or(p.ackFirst, now)})
 		}
 		for no, first := range p.seen {
-			jobs = append(jobs, job{merchant: mid, orderNo: no, bearer: p.bearer, exp: p.exp, first: cmp.Or(first, now)})
+			items = append(items, item{merchant: mid, orderNo: no, first: cmp.Or(first, now)})
 		}
 	}
+	if len(items) == 0 {
+		return
+	}
+	batches := slices.Collect(slices.Chunk(items, wire.MaxReceiptItems))
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.Budget)
 	defer cancel()
-	next := make(chan job)
+	next := make(chan []item)
 	var (
 		wg      sync.WaitGroup
 		failMu  sync.Mutex
 		failed  int
 		lastErr error
 	)
-	for range min(f.cfg.Concurrency, len(jobs)) {
+	for range min(f.cfg.Concurrency, len(batches)) {
 		wg.Go(func() {
-			for j := range next {
-				if err := f.send(ctx, j); err != nil {
+			for b := range next {
+				if n, err := f.send(ctx, b); n > 0 {
 					failMu.Lock()
-					failed, lastErr = failed+1, err
+					failed, lastErr = failed+n, err
 					failMu.Unlock()
 				}
 			}
 		})
 	}
-	for _, j := range jobs {
-		next <- j
+	for _, b := range batches {
+		next <- b
 	}
 	close(next)
 	wg.Wait()
 	if failed > 0 {
-		// One line per flush: an order API that is down fails every job.
+		// One line per flush: an order API that is down fails every batch.
 		f.log.LogAttrs(ctx, slog.LevelWarn, "receipts given up: the order api did not take them in time",
-			slog.Int("failed", failed), slog.Int("requests", len(jobs)), logging.Err(lastErr))
+			slog.Int("failed", failed), slog.Int("receipts", len(items)), logging.Err(lastErr))
 	}
 }
 
-// send makes one request, retrying transient failures while ctx lasts and
-// then in later flushes (retry), and counts its result. It returns the last
-// error of a request given up without a refusal.
-func (f *Forwarder) send(ctx context.Context, j job) error {
-	c := f.ack
-	if j.orderNo != "" {
-		c = f.seen
+// send makes one batch request, retrying transient failures while ctx
+// lasts and then in later flushes (retry), and counts its items' results.
+// It returns how many receipts it gave up, with the last error.
+func (f *Forwarder) send(ctx context.Context, items []item) (int, error) {
+	var b wire.ReceiptBatch
+	for _, it := range items {
+		if it.orderNo == "" {
+			b.Acks = append(b.Acks, wire.AckReceipt{MerchantID: it.merchant, Seq: it.ack})
+		} else {
+			b.Seen = append(b.Seen, wire.SeenReceipt{MerchantID: it.merchant, OrderNo: it.orderNo})
+		}
 	}
 	wait := retryBase
 	for {
-		var err error
-		if j.orderNo == "" {
-			err = f.api.Ack(ctx, j.merchant, j.ack)
-		} else {
-			err = f.api.Seen(ctx, j.orderNo, j.bearer)
-		}
+		res, err := f.api.Receipts(ctx, b)
 		switch {
 		case err == nil:
-			c.ok.Inc()
-			return nil
+			f.counted(ctx, res)
+			return 0, nil
 		case !transient(err):
-			c.rejected.Inc()
-			f.refused(ctx, j, err)
-			return nil
+			// The gateway sends only well-formed batches with its service
+			// token: a refusal of a whole batch is a misconfiguration.
+			f.ack.rejected.Add(float64(len(b.Acks)))
+			f.seen.rejected.Add(float64(len(b.Seen)))
+			f.log.LogAttrs(ctx, slog.LevelError, "receipts batch refused by the order api",
+				slog.Int("acks", len(b.Acks)), slog.Int("seen", len(b.Seen)), logging.Err(err))
+			return 0, nil
 		}
 		d := rand.N(wait) + 1
 		wait = min(2*wait, retryCap)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-			if f.retry(j) {
-				return nil
+			failed := 0
+			for _, it := range items {
+				if f.retry(it) {
+					continue
+				}
+				failed++
+				if it.orderNo == "" {
+					f.ack.failed.Inc()
+				} else {
+					f.seen.failed.Inc()
+				}
 			}
-			c.failed.Inc()
-			return err
+			return failed, err
 		}
 		t := time.NewTimer(d)
 		select {
@@ -391,6 +394,20 @@ func (f *Forwarder) send(ctx context.Context, j job) error {
 		case <-ctx.Done():
 			t.Stop()
 		}
+	}
+}
+
+// counted counts a batch the order API took. Skipped receipts are a
+// client's mistake (an ack above the merchant's seq, another merchant's
+// order), not the gateway's.
+func (f *Forwarder) counted(ctx context.Context, res wire.ReceiptResult) {
+	f.ack.ok.Add(float64(res.Acks.Applied))
+	f.ack.rejected.Add(float64(res.Acks.Skipped))
+	f.seen.ok.Add(float64(res.Seen.Applied))
+	f.seen.rejected.Add(float64(res.Seen.Skipped))
+	if res.Acks.Skipped+res.Seen.Skipped > 0 {
+		f.log.LogAttrs(ctx, slog.LevelDebug, "receipts skipped by the order api",
+			slog.Int("acks", res.Acks.Skipped), slog.Int("seen", res.Seen.Skipped))
 	}
 }
 
@@ -402,20 +419,4 @@ func transient(err error) bool {
 		return true
 	}
 	return e.Status >= 500 || e.Status == http.StatusTooManyRequests
-}
-
-// refused logs a receipt the order API refused: a client's mistake (an
-// ack above the merchant's seq, another merchant's order), not the
-// gateway's.
-func (f *Forwarder) refused(ctx context.Context, j job, err error) {
-	if !f.log.Enabled(ctx, slog.LevelDebug) {
-		return
-	}
-	attrs := []slog.Attr{slog.String(logging.KeyMerchant, j.merchant), logging.Err(err)}
-	if j.orderNo != "" {
-		attrs = append(attrs, slog.String(logging.KeyOrderNo, j.orderNo))
-	} else {
-		attrs = append(attrs, slog.Uint64(logging.KeySeq, j.ack))
-	}
-	f.log.LogAttrs(ctx, slog.LevelDebug, "receipt refused by the order api", attrs...)
 }

@@ -23,6 +23,7 @@ import (
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/gateway/internal/receipts"
 	"orderpush/pkg/token"
+	"orderpush/pkg/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -33,13 +34,14 @@ func TestMain(m *testing.M) {
 
 var secret = []byte("receipts-test-secret-0123456789abcdef")
 
-// request is one request the order API received.
+// request is one batch the order API received.
 type request struct {
-	Path string // /merchants/{id}/ack or /orders/{orderNo}/seen
-	Seq  uint64 // of an ack
-	Sub  string // the token's subject
-	Role string
+	Sub, Role string // the token's
+	wire.ReceiptBatch
 }
+
+// foreign is an order of another merchant: the fake skips its seen.
+const foreign = "u100000000000000000009"
 
 // fakeAPI is an HTTP order API that records requests; answer, when set,
 // decides the status of each (it may block).
@@ -59,20 +61,19 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
-	req := request{Path: r.URL.Path, Sub: c.Subject, Role: c.Role}
-	if strings.HasSuffix(r.URL.Path, "/ack") {
-		var body struct{ Seq uint64 }
-		b, _ := io.ReadAll(r.Body)
-		if err := json.Unmarshal(b, &body); err != nil {
-			a.t.Errorf("ack body %q: %v", b, err)
-		}
-		req.Seq = body.Seq
+	req := request{Sub: c.Subject, Role: c.Role}
+	b, _ := io.ReadAll(r.Body)
+	if r.URL.Path != "/receipts" || json.Unmarshal(b, &req.ReceiptBatch) != nil {
+		a.t.Errorf("%s %q: not a batch", r.URL.Path, b)
+	}
+	if n := len(req.Acks) + len(req.Seen); n == 0 || n > wire.MaxReceiptItems {
+		a.t.Errorf("a batch of %d items", n)
 	}
 	a.mu.Lock()
 	a.reqs = append(a.reqs, req)
 	n := len(a.reqs)
 	a.mu.Unlock()
-	status := http.StatusNoContent
+	status := http.StatusOK
 	if a.answer != nil {
 		status = a.answer(req, n)
 	}
@@ -80,13 +81,38 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 	if status >= 400 {
 		_, _ = w.Write([]byte(`{"error":{"code":"invalid_field","message":"no"}}`))
+		return
 	}
+	res := wire.ReceiptResult{Acks: wire.ReceiptCounts{Applied: len(req.Acks)}}
+	for _, x := range req.Seen {
+		if x.OrderNo == foreign {
+			res.Seen.Skipped++
+		} else {
+			res.Seen.Applied++
+		}
+	}
+	_ = json.NewEncoder(w).Encode(res)
 }
 
 func (a *fakeAPI) requests() []request {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.reqs)
+}
+
+// acks and seen are every item of every batch received.
+func (a *fakeAPI) acks() (out []wire.AckReceipt) {
+	for _, r := range a.requests() {
+		out = append(out, r.Acks...)
+	}
+	return out
+}
+
+func (a *fakeAPI) seen() (out []wire.SeenReceipt) {
+	for _, r := range a.requests() {
+		out = append(out, r.Seen...)
+	}
+	return out
 }
 
 type rig struct {
@@ -115,17 +141,9 @@ func (r *rig) count(kind, result string) float64 {
 	return testutil.ToFloat64(r.m.ReceiptsForwarded.WithLabelValues(kind, result))
 }
 
-func merchantToken(t *testing.T, mid string) (string, time.Time) {
-	t.Helper()
-	tok, err := token.Mint(secret, token.RoleMerchant, mid, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok, time.Now().Add(time.Hour)
-}
-
-// Many acks of one merchant between two flushes are one request with the
-// highest; Close sends what is pending.
+// Many acks of one merchant between two flushes are one item with the
+// highest, all merchants' in one batch with the service token; Close sends
+// what is pending.
 func TestAcksCoalesceToTheHighest(t *testing.T) {
 	r := newRig(t, receipts.Config{}, nil)
 	for _, seq := range []uint64{3, 9, 1, 7, 9, 2} {
@@ -136,13 +154,13 @@ func TestAcksCoalesceToTheHighest(t *testing.T) {
 	}
 	r.fw.Close()
 	got := r.api.requests()
-	slices.SortFunc(got, func(a, b request) int { return strings.Compare(a.Path, b.Path) })
-	want := []request{
-		{Path: "/merchants/m1/ack", Seq: 9, Sub: "gateway", Role: token.RoleService},
-		{Path: "/merchants/m2/ack", Seq: 40, Sub: "gateway", Role: token.RoleService},
+	if len(got) != 1 || got[0].Role != token.RoleService || got[0].Sub != "gateway" || len(got[0].Seen) != 0 {
+		t.Fatalf("requests %+v, want one batch with the service token", got)
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("requests %+v, want %+v", got, want)
+	acks := got[0].Acks
+	slices.SortFunc(acks, func(a, b wire.AckReceipt) int { return strings.Compare(a.MerchantID, b.MerchantID) })
+	if want := []wire.AckReceipt{{MerchantID: "m1", Seq: 9}, {MerchantID: "m2", Seq: 40}}; !slices.Equal(acks, want) {
+		t.Fatalf("acks %+v, want %+v", acks, want)
 	}
 	if n := r.count(metrics.ReceiptAck, "ok"); n != 2 {
 		t.Fatalf("ok = %v, want 2", n)
@@ -150,32 +168,33 @@ func TestAcksCoalesceToTheHighest(t *testing.T) {
 	// Closed: later receipts are dropped, not sent.
 	r.fw.Ack("m1", 10)
 	r.fw.Close()
-	if n := len(r.api.requests()); n != 2 || r.count(metrics.ReceiptAck, "dropped") != 1 {
+	if n := len(r.api.requests()); n != 1 || r.count(metrics.ReceiptAck, "dropped") != 1 {
 		t.Fatalf("after Close: %d requests, dropped %v", n, r.count(metrics.ReceiptAck, "dropped"))
 	}
 }
 
-// A seen repeated between flushes is one request, made with the
-// merchant's token (never the service token).
-func TestSeenIsDeduplicatedAndUsesTheMerchantsToken(t *testing.T) {
+// A seen repeated between flushes is one item naming its merchant; what
+// the order API skips (another merchant's order) counts as rejected.
+func TestSeenIsDeduplicatedAndNamesTheMerchant(t *testing.T) {
 	r := newRig(t, receipts.Config{}, nil)
-	tok, exp := merchantToken(t, "m1")
 	for range 5 {
-		r.fw.Seen("m1", "u100000000000000000001", tok, exp)
+		r.fw.Seen("m1", "u100000000000000000001")
 	}
-	r.fw.Seen("m1", "u100000000000000000002", tok, exp)
+	r.fw.Seen("m1", "u100000000000000000002")
+	r.fw.Seen("m2", foreign)
 	r.fw.Close()
-	got := r.api.requests()
-	slices.SortFunc(got, func(a, b request) int { return strings.Compare(a.Path, b.Path) })
-	want := []request{
-		{Path: "/orders/u100000000000000000001/seen", Sub: "m1", Role: token.RoleMerchant},
-		{Path: "/orders/u100000000000000000002/seen", Sub: "m1", Role: token.RoleMerchant},
+	got := r.api.seen()
+	slices.SortFunc(got, func(a, b wire.SeenReceipt) int { return strings.Compare(a.OrderNo, b.OrderNo) })
+	want := []wire.SeenReceipt{
+		{MerchantID: "m1", OrderNo: "u100000000000000000001"},
+		{MerchantID: "m1", OrderNo: "u100000000000000000002"},
+		{MerchantID: "m2", OrderNo: foreign},
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("requests %+v, want %+v", got, want)
+	if !slices.Equal(got, want) || len(r.api.requests()) != 1 {
+		t.Fatalf("seen %+v in %d batches, want %+v in one", got, len(r.api.requests()), want)
 	}
-	if n := r.count(metrics.ReceiptSeen, "ok"); n != 2 {
-		t.Fatalf("ok = %v, want 2", n)
+	if ok, rej := r.count(metrics.ReceiptSeen, "ok"), r.count(metrics.ReceiptSeen, "rejected"); ok != 2 || rej != 1 {
+		t.Fatalf("ok = %v, rejected = %v; want 2 and 1", ok, rej)
 	}
 }
 
@@ -188,18 +207,17 @@ func TestRunFlushesOnTheInterval(t *testing.T) {
 		r.fw.Run(ctx)
 		close(ran)
 	}()
-	tok, exp := merchantToken(t, "m1")
 	start := time.Now()
 	r.fw.Ack("m1", 5)
-	r.fw.Seen("m1", "u100000000000000000001", tok, exp)
-	for len(r.api.requests()) < 2 {
+	r.fw.Seen("m1", "u100000000000000000001")
+	for len(r.api.acks()) < 1 || len(r.api.seen()) < 1 {
 		if time.Since(start) > 2*time.Second {
 			t.Fatalf("not forwarded within 2 s: %+v", r.api.requests())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	r.fw.Ack("m1", 6)
-	for len(r.api.requests()) < 3 {
+	for len(r.api.acks()) < 2 {
 		if time.Since(start) > 4*time.Second {
 			t.Fatalf("second ack not forwarded: %+v", r.api.requests())
 		}
@@ -209,8 +227,8 @@ func TestRunFlushesOnTheInterval(t *testing.T) {
 	r.fw.Ack("m1", 7)
 	cancel()
 	<-ran
-	if got := r.api.requests(); got[len(got)-1].Seq != 7 {
-		t.Fatalf("last request %+v, want the ack of 7", got[len(got)-1])
+	if got := r.api.acks(); got[len(got)-1].Seq != 7 {
+		t.Fatalf("last ack %+v, want 7", got[len(got)-1])
 	}
 	r.fw.Close()
 }
@@ -219,33 +237,26 @@ func TestRunFlushesOnTheInterval(t *testing.T) {
 // dropped and counted. A merchant already waiting still takes acks.
 func TestBounds(t *testing.T) {
 	r := newRig(t, receipts.Config{MaxMerchants: 2, MaxSeen: 3}, nil)
-	tok, exp := merchantToken(t, "m1")
 	r.fw.Ack("m1", 1)
 	r.fw.Ack("m2", 1)
 	r.fw.Ack("m3", 1) // a third merchant: dropped
 	r.fw.Ack("m1", 2)
 	for _, no := range []string{"u100000000000000000001", "u100000000000000000002", "u100000000000000000003", "u100000000000000000004"} {
-		r.fw.Seen("m1", no, tok, exp)
+		r.fw.Seen("m1", no)
 	}
-	r.fw.Seen("m1", "u100000000000000000001", tok, exp) // pending already: not a drop
-	r.fw.Seen("m3", "u100000000000000000005", tok, exp) // no room for m3
+	r.fw.Seen("m1", "u100000000000000000001") // pending already: not a drop
+	r.fw.Seen("m3", "u100000000000000000005") // no room for m3
 	if a, s := r.count(metrics.ReceiptAck, "dropped"), r.count(metrics.ReceiptSeen, "dropped"); a != 1 || s != 2 {
 		t.Fatalf("dropped ack %v seen %v, want 1 and 2", a, s)
 	}
 	r.fw.Close()
-	var acks, seen int
-	for _, q := range r.api.requests() {
-		switch {
-		case q.Path == "/merchants/m1/ack" && q.Seq == 2, q.Path == "/merchants/m2/ack" && q.Seq == 1:
-			acks++
-		case strings.HasSuffix(q.Path, "/seen"):
-			seen++
-		default:
-			t.Errorf("unexpected request %+v", q)
-		}
+	acks := r.api.acks()
+	slices.SortFunc(acks, func(a, b wire.AckReceipt) int { return strings.Compare(a.MerchantID, b.MerchantID) })
+	if want := []wire.AckReceipt{{MerchantID: "m1", Seq: 2}, {MerchantID: "m2", Seq: 1}}; !slices.Equal(acks, want) {
+		t.Fatalf("acks %+v, want %+v", acks, want)
 	}
-	if acks != 2 || seen != 3 {
-		t.Fatalf("%d acks, %d seen forwarded; want 2 and 3", acks, seen)
+	if n := len(r.api.seen()); n != 3 {
+		t.Fatalf("%d seen forwarded, want 3", n)
 	}
 }
 
@@ -254,7 +265,7 @@ func TestNoOrderAPIDrops(t *testing.T) {
 	m := metrics.New(prometheus.NewRegistry())
 	fw := receipts.New(receipts.Config{}, nil, slog.New(slog.DiscardHandler), m)
 	fw.Ack("m1", 1)
-	fw.Seen("m1", "u100000000000000000001", "t", time.Time{})
+	fw.Seen("m1", "u100000000000000000001")
 	fw.Close()
 	for _, k := range []string{metrics.ReceiptAck, metrics.ReceiptSeen} {
 		if n := testutil.ToFloat64(m.ReceiptsForwarded.WithLabelValues(k, "dropped")); n != 1 {
@@ -271,7 +282,7 @@ func TestRetries(t *testing.T) {
 			if n <= 2 {
 				return http.StatusServiceUnavailable
 			}
-			return http.StatusNoContent
+			return http.StatusOK
 		})
 		r.fw.Ack("m1", 4)
 		r.fw.Close()
@@ -303,7 +314,8 @@ func TestRetries(t *testing.T) {
 	})
 }
 
-// No more than Concurrency requests are in flight at once.
+// A flush sends batches of at most wire.MaxReceiptItems, no more than
+// Concurrency at once.
 func TestConcurrencyIsBounded(t *testing.T) {
 	const limit = 3
 	var (
@@ -324,9 +336,9 @@ func TestConcurrencyIsBounded(t *testing.T) {
 		mu.Unlock()
 		return http.StatusOK
 	})
-	tok, exp := merchantToken(t, "m1")
-	for i := range 20 {
-		r.fw.Seen("m1", fmt.Sprintf("u1%017d", i), tok, exp)
+	const items = (limit+1)*wire.MaxReceiptItems + 1 // limit+2 batches
+	for i := range items {
+		r.fw.Seen("m1", fmt.Sprintf("u1%017d", i))
 	}
 	closed := make(chan struct{})
 	go func() {
@@ -348,8 +360,9 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	}
 	close(release)
 	<-closed
-	if most != limit || len(r.api.requests()) != 20 {
-		t.Fatalf("at most %d in flight (want %d), %d requests (want 20)", most, limit, len(r.api.requests()))
+	if most != limit || len(r.api.requests()) != limit+2 || len(r.api.seen()) != items {
+		t.Fatalf("at most %d in flight (want %d), %d batches (want %d) of %d seen (want %d)",
+			most, limit, len(r.api.requests()), limit+2, len(r.api.seen()), items)
 	}
 }
 
@@ -382,16 +395,15 @@ func TestRetriesInLaterFlushes(t *testing.T) {
 		var healthy atomic.Bool
 		r := newRig(t, receipts.Config{Interval: 20 * time.Millisecond, Budget: 60 * time.Millisecond}, func(request, int) int {
 			if healthy.Load() {
-				return http.StatusNoContent
+				return http.StatusOK
 			}
 			return http.StatusServiceUnavailable
 		})
 		run(t, r)
-		tok, exp := merchantToken(t, "m1")
 		r.fw.Ack("m1", 5)
-		r.fw.Seen("m1", "u100000000000000000001", tok, exp)
+		r.fw.Seen("m1", "u100000000000000000001")
 		// Several flushes' worth of failed attempts, none given up.
-		waitFor(t, "attempts over several flushes", func() bool { return len(r.api.requests()) >= 8 })
+		waitFor(t, "attempts over several flushes", func() bool { return len(r.api.requests()) >= 4 })
 		healthy.Store(true)
 		waitFor(t, "both taken", func() bool {
 			return r.count(metrics.ReceiptAck, "ok") == 1 && r.count(metrics.ReceiptSeen, "ok") == 1
@@ -399,9 +411,14 @@ func TestRetriesInLaterFlushes(t *testing.T) {
 		if a, s := r.count(metrics.ReceiptAck, "error"), r.count(metrics.ReceiptSeen, "error"); a != 0 || s != 0 {
 			t.Fatalf("errors counted: ack %v seen %v", a, s)
 		}
-		for _, q := range r.api.requests() {
-			if strings.HasSuffix(q.Path, "/ack") && q.Seq != 5 || strings.HasSuffix(q.Path, "/seen") && q.Sub != "m1" {
-				t.Fatalf("retried as %+v", q)
+		for _, a := range r.api.acks() {
+			if a != (wire.AckReceipt{MerchantID: "m1", Seq: 5}) {
+				t.Fatalf("ack retried as %+v", a)
+			}
+		}
+		for _, x := range r.api.seen() {
+			if x != (wire.SeenReceipt{MerchantID: "m1", OrderNo: "u100000000000000000001"}) {
+				t.Fatalf("seen retried as %+v", x)
 			}
 		}
 	})

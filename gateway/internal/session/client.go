@@ -66,7 +66,7 @@ func (s *Session) Handle(data []byte) {
 		s.ack(f.Seq)
 	case wire.EventSeen:
 		if s.rcpt != nil {
-			s.rcpt.Seen(s.merchant, f.OrderNo, s.bearer, s.expiry)
+			s.rcpt.Seen(s.merchant, f.OrderNo)
 		}
 	}
 }

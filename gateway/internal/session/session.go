@@ -41,7 +41,7 @@ type Processor interface {
 // (package receipts); neither call may block on the network.
 type Receipts interface {
 	Ack(merchant string, seq uint64)
-	Seen(merchant, orderNo, bearer string, exp time.Time)
+	Seen(merchant, orderNo string)
 }
 
 // Deps are what a session reports to and calls. Processor may be nil
