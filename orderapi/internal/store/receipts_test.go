@@ -1,0 +1,66 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+
+	"orderpush/orderapi/internal/store"
+	"orderpush/pkg/wire"
+)
+
+// A batch of receipts is one transaction: a failure at its commit leaves
+// no deliveredAt, seenAt or event behind; applied again it writes them
+// all, skipping another merchant's order.
+func TestApplyReceiptsAtomic(t *testing.T) {
+	each(t, func(t *testing.T, url string) {
+		boom := errors.New("injected")
+		var failing atomic.Bool
+		s := open(t, url, store.Options{Fault: func(_ context.Context, _ *sqlx.Tx, at string) error {
+			if failing.Load() && at == "commit" {
+				return boom
+			}
+			return nil
+		}})
+		a, _ := create(t, s, "m1", "u1")
+		b, _ := create(t, s, "m1", "u1")
+		foreign, _ := create(t, s, "m2", "u1")
+		acks := []wire.AckReceipt{{MerchantID: "m1", Seq: 2}, {MerchantID: "m2", Seq: 9}}
+		seen := []wire.SeenReceipt{{MerchantID: "m1", OrderNo: b.OrderNo}, {MerchantID: "m1", OrderNo: foreign.OrderNo}}
+		untouched := func(when string) {
+			t.Helper()
+			for _, no := range []string{a.OrderNo, b.OrderNo, foreign.OrderNo} {
+				if o, err := s.GetOrder(t.Context(), no); err != nil || o.DeliveredAt != nil || o.SeenAt != nil {
+					t.Fatalf("%s: order %+v, %v", when, o, err)
+				}
+			}
+			if frames, _ := s.Events(t.Context(), "m1", 0, 10); len(frames) != 2 {
+				t.Fatalf("%s: %d events of m1, want 2", when, len(frames))
+			}
+		}
+		failing.Store(true)
+		if _, err := s.ApplyReceipts(t.Context(), acks, seen, frame(wire.EventOrderSeen)); !errors.Is(err, boom) {
+			t.Fatalf("failed commit: %v; want injected", err)
+		}
+		untouched("after a failed commit")
+
+		failing.Store(false)
+		res, err := s.ApplyReceipts(t.Context(), acks, seen, frame(wire.EventOrderSeen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Delivered) != 2 || res.AcksSkipped != 1 || res.SeenApplied != 1 || res.SeenSkipped != 1 ||
+			len(res.FirstSeen) != 1 || res.FirstSeen[0].OrderNo != b.OrderNo || len(res.Events) != 1 || res.Events[0].Seq != 3 {
+			t.Fatalf("result %+v", res)
+		}
+		if o, _ := s.GetOrder(t.Context(), b.OrderNo); o.DeliveredAt == nil || o.SeenAt == nil {
+			t.Fatalf("order %+v: want delivered and seen", o)
+		}
+		if o, _ := s.GetOrder(t.Context(), foreign.OrderNo); o.DeliveredAt != nil || o.SeenAt != nil {
+			t.Fatalf("another merchant's order %+v got receipts", o)
+		}
+	})
+}
