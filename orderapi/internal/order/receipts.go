@@ -62,42 +62,49 @@ func ParseReceipts(body []byte) (wire.ReceiptBatch, error) {
 		return wire.ReceiptBatch{}, invalidField("acks", "acks and seen hold at most %d items together, got %d; send several batches", wire.MaxReceiptItems, n)
 	}
 	var b wire.ReceiptBatch
-	for i, raw := range acks {
-		at := fmt.Sprintf("acks[%d]", i)
-		f, err := decodeObject(raw, "merchantId", "seq")
-		if err != nil {
-			return wire.ReceiptBatch{}, within(at, err)
-		}
-		m, err := merchantField(f)
-		if err != nil {
-			return wire.ReceiptBatch{}, within(at, err)
-		}
+	if b.Acks, err = parseItems(acks, "acks", "seq", func(m string, f map[string]json.RawMessage) (wire.AckReceipt, error) {
 		seq, err := seqField(f)
-		if err != nil {
-			return wire.ReceiptBatch{}, within(at, err)
-		}
-		b.Acks = append(b.Acks, wire.AckReceipt{MerchantID: m, Seq: seq})
+		return wire.AckReceipt{MerchantID: m, Seq: seq}, err
+	}); err != nil {
+		return wire.ReceiptBatch{}, err
 	}
-	for i, raw := range seen {
-		at := fmt.Sprintf("seen[%d]", i)
-		f, err := decodeObject(raw, "merchantId", "orderNo")
-		if err != nil {
-			return wire.ReceiptBatch{}, within(at, err)
-		}
-		m, err := merchantField(f)
-		if err != nil {
-			return wire.ReceiptBatch{}, within(at, err)
-		}
+	if b.Seen, err = parseItems(seen, "seen", "orderNo", func(m string, f map[string]json.RawMessage) (wire.SeenReceipt, error) {
 		no, err := requiredString(f, "orderNo")
-		if err != nil {
-			return wire.ReceiptBatch{}, within(at, err)
+		if err == nil && !wire.ValidOrderNo(no) {
+			err = invalidField("orderNo", "malformed order number")
 		}
-		if !wire.ValidOrderNo(no) {
-			return wire.ReceiptBatch{}, within(at, invalidField("orderNo", "malformed order number"))
-		}
-		b.Seen = append(b.Seen, wire.SeenReceipt{MerchantID: m, OrderNo: no})
+		return wire.SeenReceipt{MerchantID: m, OrderNo: no}, err
+	}); err != nil {
+		return wire.ReceiptBatch{}, err
 	}
 	return b, nil
+}
+
+// parseItems parses each raw item of the list name: an object of exactly
+// "merchantId" and field, read by parse. Errors name the item.
+func parseItems[T any](raw []json.RawMessage, name, field string, parse func(merchant string, f map[string]json.RawMessage) (T, error)) ([]T, error) {
+	var out []T
+	for i, r := range raw {
+		v, err := parseItem(r, field, parse)
+		if err != nil {
+			return nil, within(fmt.Sprintf("%s[%d]", name, i), err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func parseItem[T any](raw json.RawMessage, field string, parse func(string, map[string]json.RawMessage) (T, error)) (T, error) {
+	var zero T
+	f, err := decodeObject(raw, "merchantId", field)
+	if err != nil {
+		return zero, err
+	}
+	m, err := merchantField(f)
+	if err != nil {
+		return zero, err
+	}
+	return parse(m, f)
 }
 
 // itemList reads the optional JSON array name as its raw items.
