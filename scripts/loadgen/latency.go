@@ -30,7 +30,10 @@ type LatencyConfig struct {
 	Parallel  int           // dials in flight while opening
 	Batch     bool          // ?batch=1, WebSocket only
 	Transport string        // TransportWS (default), TransportSSE or TransportSocketIO
-	Variant   string        // report label, e.g. the database behind the order API; a transport other than ws is appended
+	// NoReceipts keeps the sockets from acking and sending seen in HTTP
+	// mode: a like-for-like run beside a peer that has no receipts.
+	NoReceipts bool
+	Variant    string // report label, e.g. the database behind the order API; a transport other than ws is appended
 	// Reference marks a run that issue 6 sets no target for (another rate).
 	Reference bool
 }
@@ -240,7 +243,7 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	// Receipts only in HTTP mode (frames published straight to Redis are
 	// no orders of the order API, which would refuse every ack) and over
 	// WebSocket (the load generator's client that sends frames).
-	receipts := cfg.Mode == ModeHTTP && (cfg.Transport == "" || cfg.Transport == TransportWS)
+	receipts := !cfg.NoReceipts && cfg.Mode == ModeHTTP && (cfg.Transport == "" || cfg.Transport == TransportWS)
 	fo := FleetOptions{Record: true, RecordOrders: cfg.Mode == ModeHTTP, Batch: cfg.Batch, Transport: cfg.Transport, Seen: receipts}
 	if receipts {
 		fo.Ack = ackEvery

@@ -170,6 +170,7 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 		fs.DurationVar(&f.latency.Duration, "duration", 20*time.Second, "latency: length of the paced phase")
 		fs.IntVar(&f.latency.Workers, "workers", 64, "latency: requests in flight at most")
 		fs.BoolVar(&f.latency.Batch, "batch", false, "latency: connect with ?batch=1")
+		fs.BoolVar(&f.latency.NoReceipts, "no-receipts", false, "latency: sockets send no ack or seen (HTTP mode); bench with -seed runs ours at the seed's rates so")
 	}
 	if scenario == "latency" {
 		fs.StringVar(&f.latency.Mode, "mode", loadgen.ModeRedis, "latency: redis (frames straight to Redis) or http (POST /orders)")
