@@ -51,9 +51,11 @@ type Limits struct {
 // CapacityLimits turn off the limits a capacity run would measure instead
 // of the system: it connects every socket from a few loopback addresses,
 // often for one merchant, and places orders from few members as fast as
-// the order API takes them.
+// the order API takes them; in the latency scenario one socket of each
+// merchant sends a seen frame per order, over CLIENT_MSG_RATE as soon as a
+// merchant gets more than a few orders a second.
 var CapacityLimits = Limits{
-	Gateway:  []string{"CONNECT_RATE=0", "MAX_CONNS_PER_MERCHANT=0"},
+	Gateway:  []string{"CONNECT_RATE=0", "MAX_CONNS_PER_MERCHANT=0", "CLIENT_MSG_RATE=0"},
 	OrderAPI: []string{"ORDER_RATE=0"},
 }
 
