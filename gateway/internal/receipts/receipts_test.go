@@ -22,6 +22,7 @@ import (
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/orderapi"
 	"orderpush/gateway/internal/receipts"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
@@ -207,22 +208,13 @@ func TestRunFlushesOnTheInterval(t *testing.T) {
 		r.fw.Run(ctx)
 		close(ran)
 	}()
-	start := time.Now()
 	r.fw.Ack("m1", 5)
 	r.fw.Seen("m1", "u100000000000000000001")
-	for len(r.api.acks()) < 1 || len(r.api.seen()) < 1 {
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("not forwarded within 2 s: %+v", r.api.requests())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.TrueWithin(t, 2*time.Second, "the ack and the seen forwarded within 2 s", func() bool {
+		return len(r.api.acks()) >= 1 && len(r.api.seen()) >= 1
+	})
 	r.fw.Ack("m1", 6)
-	for len(r.api.acks()) < 2 {
-		if time.Since(start) > 4*time.Second {
-			t.Fatalf("second ack not forwarded: %+v", r.api.requests())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.TrueWithin(t, 2*time.Second, "the second ack forwarded within 2 s", func() bool { return len(r.api.acks()) >= 2 })
 	// The end of Run's context ends it and sends what is pending.
 	r.fw.Ack("m1", 7)
 	cancel()
@@ -345,19 +337,11 @@ func TestConcurrencyIsBounded(t *testing.T) {
 		r.fw.Close()
 		close(closed)
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	poll.True(t, fmt.Sprintf("%d requests in flight", limit), func() bool {
 		mu.Lock()
-		n := inFlight
-		mu.Unlock()
-		if n == limit {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests in flight, want %d", n, limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return inFlight == limit
+	})
 	close(release)
 	<-closed
 	if most != limit || len(r.api.requests()) != limit+2 || len(r.api.seen()) != items {
@@ -369,16 +353,6 @@ func TestConcurrencyIsBounded(t *testing.T) {
 // A receipt the order API did not take within one flush's budget is tried
 // again in later flushes, until MaxAge.
 func TestRetriesInLaterFlushes(t *testing.T) {
-	waitFor := func(t *testing.T, what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond) // poll interval, bounded by the deadline
-		}
-	}
 	run := func(t *testing.T, r *rig) {
 		ctx, cancel := context.WithCancel(t.Context())
 		ran := make(chan struct{})
@@ -403,9 +377,9 @@ func TestRetriesInLaterFlushes(t *testing.T) {
 		r.fw.Ack("m1", 5)
 		r.fw.Seen("m1", "u100000000000000000001")
 		// Several flushes' worth of failed attempts, none given up.
-		waitFor(t, "attempts over several flushes", func() bool { return len(r.api.requests()) >= 4 })
+		poll.True(t, "attempts over several flushes", func() bool { return len(r.api.requests()) >= 4 })
 		healthy.Store(true)
-		waitFor(t, "both taken", func() bool {
+		poll.True(t, "both taken", func() bool {
 			return r.count(metrics.ReceiptAck, "ok") == 1 && r.count(metrics.ReceiptSeen, "ok") == 1
 		})
 		if a, s := r.count(metrics.ReceiptAck, "error"), r.count(metrics.ReceiptSeen, "error"); a != 0 || s != 0 {
@@ -427,7 +401,7 @@ func TestRetriesInLaterFlushes(t *testing.T) {
 			func(request, int) int { return http.StatusBadGateway })
 		run(t, r)
 		r.fw.Ack("m1", 5)
-		waitFor(t, "the ack given up", func() bool { return r.count(metrics.ReceiptAck, "error") == 1 })
+		poll.True(t, "the ack given up", func() bool { return r.count(metrics.ReceiptAck, "error") == 1 })
 		n := len(r.api.requests())
 		if n < 3 {
 			t.Fatalf("given up after %d attempts, want retries over several flushes", n)
