@@ -2,11 +2,13 @@ package e2e_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"orderpush/pkg/pgtest"
+	"orderpush/pkg/poll"
 	"orderpush/pkg/wire"
 	"orderpush/scripts/launch"
 )
@@ -82,24 +84,14 @@ func receiptsOverSockets(t *testing.T, databaseURL string) {
 // receiptWithin.
 func (r *receiptsRig) waitDelivered(t *testing.T, no string) {
 	t.Helper()
-	deadline := time.Now().Add(receiptWithin)
-	for r.get(t, no).DeliveredAt == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("order %s has no deliveredAt %v after the ack", no, receiptWithin)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, bounded by the deadline
-	}
+	poll.TrueWithin(t, receiptWithin, "deliveredAt of "+no+" after the ack", func() bool { return r.get(t, no).DeliveredAt != nil })
 }
 
 // waitMetric polls gw's /metrics until it has line, for up to
 // receiptWithin.
 func waitMetric(t *testing.T, gw *launch.Service, line string) {
 	t.Helper()
-	deadline := time.Now().Add(receiptWithin)
-	for !strings.Contains(get(t, gw.URL+"/metrics"), line+"\n") {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s /metrics lacks %q after %v", gw.Name, line, receiptWithin)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, bounded by the deadline
-	}
+	poll.TrueWithin(t, receiptWithin, fmt.Sprintf("%q in %s /metrics", line, gw.Name), func() bool {
+		return strings.Contains(get(t, gw.URL+"/metrics"), line+"\n")
+	})
 }
