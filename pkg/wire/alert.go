@@ -33,7 +33,7 @@ func (a Alert) MarshalJSON() ([]byte, error) {
 		s := a.CompletedAt.UTC().Format(alertTimeFormat)
 		completed = &s
 	}
-	return jsonMarshal(struct {
+	return Marshal(struct {
 		Type        string  `json:"type"`
 		FiredAt     string  `json:"firedAt"`
 		Attempts    int     `json:"attempts"`

@@ -88,8 +88,3 @@ type ErrorBody struct {
 func NewErrorBody(code, msg string) ErrorBody {
 	return ErrorBody{Error: ErrorData{Code: code, Message: msg}}
 }
-
-// ErrorFrame returns an error frame.
-func ErrorFrame(code, msg string) []byte {
-	return MustEncode(EventError, 0, 0, ErrorData{Code: code, Message: msg})
-}

@@ -79,11 +79,11 @@ type NoticeData struct {
 
 // Encode returns the JSON encoding of a frame whose data is v.
 func Encode(event string, seq uint64, ts int64, v any) ([]byte, error) {
-	data, err := jsonMarshal(v)
+	data, err := Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s data: %w", event, err)
 	}
-	return jsonMarshal(Frame{Event: event, Seq: seq, TS: ts, Data: data})
+	return Marshal(Frame{Event: event, Seq: seq, TS: ts, Data: data})
 }
 
 // MustEncode is Encode for values that always marshal (the types of this

@@ -25,7 +25,7 @@ func TestEncodeFrame(t *testing.T) {
 		t.Fatalf("head %+v, %v", h, err)
 	}
 	// Frames outside the stream carry no seq at all.
-	if s := string(wire.ErrorFrame("bad", "why")); s != `{"event":"error","data":{"code":"bad","message":"why"}}` {
+	if s := string(wire.MustEncode(wire.EventError, 0, 0, wire.ErrorData{Code: "bad", Message: "why"})); s != `{"event":"error","data":{"code":"bad","message":"why"}}` {
 		t.Fatalf("error frame %s", s)
 	}
 }

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 )
 
-// jsonMarshal is json.Marshal without HTML escaping, so frames carry "<", ">"
-// and "&" as written.
-func jsonMarshal(v any) ([]byte, error) {
+// Marshal is json.Marshal without HTML escaping, so frames carry "<", ">"
+// and "&" as written; everything that builds a frame uses it.
+func Marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -42,7 +42,7 @@ const TimeLayout = "2006-01-02T15:04:05.000Z"
 // is null.
 func (o Order) MarshalJSON() ([]byte, error) {
 	type plain Order
-	return jsonMarshal(struct {
+	return Marshal(struct {
 		plain
 		CreatedAt   string  `json:"createdAt"`
 		DeliveredAt *string `json:"deliveredAt"`

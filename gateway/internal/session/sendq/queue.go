@@ -16,7 +16,6 @@ package sendq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 
@@ -47,13 +46,13 @@ func Build(event string, v any) Entry {
 	if v != nil {
 		h.Data = mustMarshal(v)
 	}
-	// The data's bytes go into the frame verbatim (json.Marshal escapes
-	// both alike), so Head.Data and the frame's data member are the same.
+	// The data's bytes go into the frame verbatim, so Head.Data and the
+	// frame's data member are the same.
 	return Entry{Data: mustMarshal(h), Head: h}
 }
 
 func mustMarshal(v any) []byte {
-	b, err := json.Marshal(v)
+	b, err := wire.Marshal(v)
 	if err != nil {
 		panic("sendq: " + err.Error())
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"orderpush/pkg/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -138,5 +140,21 @@ func BenchmarkTryPushTake(b *testing.B) {
 		if i%64 == 63 {
 			batch, _ = q.Take(batch)
 		}
+	}
+}
+
+// A frame the gateway builds is written like every other frame: "<", ">"
+// and "&" as they are, and its Head's data the very bytes of its data.
+func TestBuildWritesLikeEveryFrame(t *testing.T) {
+	e := Build(wire.EventError, wire.ErrorData{Code: "bad", Message: "<b> & </b>"})
+	want := `{"event":"error","data":{"code":"bad","message":"<b> & </b>"}}`
+	if string(e.Data) != want {
+		t.Fatalf("frame %s, want %s", e.Data, want)
+	}
+	if e.Head.Event != wire.EventError || string(e.Head.Data) != `{"code":"bad","message":"<b> & </b>"}` {
+		t.Fatalf("head %+v", e.Head)
+	}
+	if p := Build(wire.EventPong, nil); string(p.Data) != `{"event":"pong"}` {
+		t.Fatalf("pong %s", p.Data)
 	}
 }
