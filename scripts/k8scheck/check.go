@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"orderpush/pkg/config/envscan"
 )
 
 // External are the objects the operator creates (deploy/k8s/README.md):
@@ -43,7 +45,7 @@ const drainBound = 10 * time.Second
 
 // Check returns every way the rendered objects disagree with the binaries
 // or with the deployment rules of deploy/k8s/README.md.
-func Check(o *Objects, bins map[string]Binary) []string {
+func Check(o *Objects, bins map[string]envscan.Binary) []string {
 	var out []string
 	fail := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 
@@ -62,7 +64,7 @@ func Check(o *Objects, bins map[string]Binary) []string {
 	return out
 }
 
-func checkDeployment(o *Objects, d *appsv1.Deployment, c Component, bin Binary) []string {
+func checkDeployment(o *Objects, d *appsv1.Deployment, c Component, bin envscan.Binary) []string {
 	var out []string
 	fail := func(format string, args ...any) {
 		out = append(out, fmt.Sprintf("%s: ", d.Name)+fmt.Sprintf(format, args...))

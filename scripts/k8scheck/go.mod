@@ -51,3 +51,7 @@ require (
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
+
+require orderpush/pkg v0.0.0
+
+replace orderpush/pkg => ../../pkg

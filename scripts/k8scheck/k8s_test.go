@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"orderpush/pkg/config/envscan"
 	"orderpush/scripts/k8scheck"
 )
 
@@ -32,11 +33,11 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-func binaries(t *testing.T, root string) map[string]k8scheck.Binary {
+func binaries(t *testing.T, root string) map[string]envscan.Binary {
 	t.Helper()
-	out := map[string]k8scheck.Binary{}
+	out := map[string]envscan.Binary{}
 	for _, c := range k8scheck.Components {
-		b, err := k8scheck.ReadBinary(root, c.Name)
+		b, err := envscan.Read(root, c.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
