@@ -10,7 +10,9 @@
 //   - stream/publish: its writing side, the atomic publish script and the
 //     history bounds (HISTORY_SIZE, HISTORY_TTL); only the order API uses it.
 //   - presence: which connection belongs to which merchant on which replica.
-//   - config, logging: environment parsing and slog set-up.
+//   - config, logging: environment parsing and slog set-up;
+//     config/envscan reads from the source the settings a binary takes, so
+//     the deployment files' tests can check them against it.
 //
 // For tests only: redistest and pgtest start private Redis and PostgreSQL
 // servers, poll waits for a condition under a deadline instead of sleeping.
