@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,12 +20,16 @@ import (
 const pgCommitters = 2
 
 // pgGroup stores a group on PostgreSQL in one transaction sent as two
-// pipelines: BEGIN and every order's createOrderPG (order row and merchant
-// bump in one statement), then, with the frames built from the seqs that
-// came back, every order's seq, every event row and COMMIT. That is two round trips for the
-// whole group where one transaction per order took five, and the round
-// trips (each a wake-up of PostgreSQL and of this process on a busy
-// machine) were where an order's time went.
+// pipelines of a few statements each, whatever the group's size. The
+// first is BEGIN, pgBumpMerchants (every merchant of the group moved by
+// its number of orders, so its seqs are reserved in one row update) and
+// pgInsertOrders (every order row, with its seq read back from the bumped
+// merchant row). The second, with the frames built from the seqs,
+// is pgInsertEvents (every event row), the alerts and COMMIT. The
+// statements per group used to be three per order plus two; each statement
+// costs PostgreSQL an executor start and index lookups of its own, and an
+// order row written without its seq had to be written again (a second heap
+// tuple and index entries) when the seq came back.
 //
 // A pipeline cannot roll back one statement, so when anything fails while
 // the outcome is still certain (PostgreSQL refused a statement, a frame
@@ -88,89 +93,158 @@ func (s *Store) pgGroup(ctx context.Context, batch []*createReq, res []createRes
 	}
 }
 
+// The group's statements. Each takes one array per column, so its text,
+// and the prepared statement pgx caches for it, is the same for every group.
+const (
+	// Merchants come sorted (groupCommit.commit): their rows are locked in
+	// that order, so two groups never wait on each other in a cycle.
+	pgBumpMerchants = `INSERT INTO merchants AS m (id, seq, pending)
+		SELECT id, n, n FROM unnest($1::text[], $2::bigint[]) AS t(id, n)
+		ON CONFLICT (id) DO UPDATE SET seq = m.seq + excluded.seq, pending = m.pending + excluded.pending
+		RETURNING id, seq, pending`
+	// back is how many orders of the same merchant come after this one in
+	// the group, so its seq is the bumped row's seq minus back. An order
+	// whose number was taken is not written, and its number is returned.
+	// Rows are inserted in the group's order, so a merchant's ids follow
+	// its seqs (but for an order that went again with another number).
+	pgInsertOrders = `WITH t AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+			$5::bigint[], $6::bigint[], $7::bigint[]) WITH ORDINALITY
+			AS t(order_no, merchant_id, user_id, date, price_cents, created_ms, back, ord)),
+		o AS (INSERT INTO orders (order_no, merchant_id, user_id, date, price_cents, status, created_ms, seq)
+			SELECT t.order_no, t.merchant_id, t.user_id, t.date, t.price_cents, 'pending', t.created_ms, m.seq - t.back
+			FROM t JOIN merchants m ON m.id = t.merchant_id ORDER BY t.ord
+			ON CONFLICT (order_no) DO NOTHING RETURNING order_no)
+		SELECT order_no FROM t EXCEPT ALL SELECT order_no FROM o`
+	pgInsertEvents = `INSERT INTO events (merchant_id, seq, frame, order_sum, created_ms, published)
+		SELECT *, FALSE FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])`
+)
+
 // pipelineGroup writes and commits the live orders of batch on pc. retry
 // reports that a failure left nothing committed, so the group may be
 // written again.
 func (s *Store) pipelineGroup(ctx context.Context, pc *pgx.Conn, batch []*createReq, live []int, res []createRes) (retry bool, err error) {
-	type merchantRow struct {
-		seq     uint64
-		pending int64
+	// A merchant's orders are contiguous in the sorted batch: the last of
+	// them gets the merchant's new seq, each earlier one a seq less.
+	var ids []string
+	var counts []int64
+	for _, i := range live {
+		if m := batch[i].in.MerchantID; len(ids) == 0 || ids[len(ids)-1] != m {
+			ids, counts = append(ids, m), append(counts, 0)
+		}
+		counts[len(counts)-1]++
 	}
-	rows := make([]merchantRow, len(batch))
-	// Phase 1: the orders and merchant bumps. An order whose number was
-	// taken wrote nothing and goes again with a fresh number. COMMIT is not
-	// sent yet, so any failure here leaves nothing: retry is true.
+	back := make([]int64, len(batch))
+	for j := len(live) - 2; j >= 0; j-- {
+		if i, next := live[j], live[j+1]; batch[i].in.MerchantID == batch[next].in.MerchantID {
+			back[i] = back[next] + 1
+		}
+	}
+	now := s.now()
+	for _, i := range live {
+		r := batch[i]
+		res[i].o = wire.Order{MerchantID: r.in.MerchantID, UserID: r.in.UserID, Date: r.in.Date,
+			Price: r.in.Price, Status: wire.StatusPending, CreatedAt: now}
+	}
+	// Phase 1: the merchants and the orders. An order whose number was
+	// taken wrote nothing and goes again with a fresh number and the seq
+	// reserved for it. COMMIT is not sent yet, so any failure here leaves
+	// nothing: retry is true.
+	type merchantRow struct{ seq, pending int64 }
+	merchants := make(map[string]merchantRow, len(ids))
+	drawn := make(map[string]bool, len(live))
 	todo := live
 	for try := 0; len(todo) > 0; try++ {
 		if try == maxOrderNoTries {
 			return true, fmt.Errorf("insert order: %d order number collisions in a row", maxOrderNoTries)
 		}
+		n := len(todo)
+		no, merchant, user, date := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		price, created, backs := make([]int64, n), make([]int64, n), make([]int64, n)
+		for j, i := range todo {
+			o := &res[i].o
+			// Numbers are unique within the group, so a number coming back
+			// names exactly one order.
+			o.OrderNo = ""
+			for range maxOrderNoTries {
+				if no := s.opt.NewOrderNo(o.UserID, o.CreatedAt); !drawn[no] {
+					o.OrderNo = no
+					break
+				}
+			}
+			if o.OrderNo == "" {
+				return true, fmt.Errorf("order number: %d collisions in a row", maxOrderNoTries)
+			}
+			drawn[o.OrderNo] = true
+			no[j], merchant[j], user[j], date[j] = o.OrderNo, o.MerchantID, o.UserID, o.Date
+			price[j], created[j], backs[j] = int64(o.Price), o.CreatedAt.UnixMilli(), back[i]
+		}
 		b := &pgx.Batch{}
 		if try == 0 {
 			b.Queue("BEGIN")
+			b.Queue(pgBumpMerchants, ids, counts)
 		}
-		for _, i := range todo {
-			r := batch[i]
-			o := &res[i].o
-			if try == 0 {
-				now := s.now()
-				*o = wire.Order{MerchantID: r.in.MerchantID, UserID: r.in.UserID, Date: r.in.Date,
-					Price: r.in.Price, Status: wire.StatusPending, CreatedAt: now}
-			}
-			o.OrderNo = s.opt.NewOrderNo(o.UserID, o.CreatedAt)
-			b.Queue(s.q.createOrderPG, o.OrderNo, o.MerchantID, o.UserID, o.Date, int64(o.Price), o.CreatedAt.UnixMilli())
-		}
+		b.Queue(pgInsertOrders, no, merchant, user, date, price, created, backs)
 		br := pc.SendBatch(ctx, b)
 		if try == 0 {
 			if _, err := br.Exec(); err != nil {
 				br.Close()
 				return true, fmt.Errorf("begin: %w", err)
 			}
+			var id string
+			var m merchantRow
+			rows, _ := br.Query()
+			if _, err := pgx.ForEachRow(rows, []any{&id, &m.seq, &m.pending}, func() error {
+				merchants[id] = m
+				return nil
+			}); err != nil {
+				br.Close()
+				return true, fmt.Errorf("bump merchants: %w", err)
+			}
+		}
+		rows, _ := br.Query()
+		taken, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return true, fmt.Errorf("insert orders: %w", err)
 		}
 		var again []int
 		for _, i := range todo {
-			err := br.QueryRow().Scan(&rows[i].seq, &rows[i].pending)
-			if errors.Is(err, pgx.ErrNoRows) {
+			if slices.Contains(taken, res[i].o.OrderNo) {
 				again = append(again, i)
-				continue
 			}
-			if err != nil {
-				br.Close()
-				return true, fmt.Errorf("insert order, bump merchant %s: %w", batch[i].in.MerchantID, err)
-			}
-		}
-		if err := br.Close(); err != nil {
-			return true, fmt.Errorf("insert orders: %w", err)
 		}
 		todo = again
 	}
-	// Phase 2: the event rows, then COMMIT, in one pipeline.
-	b := &pgx.Batch{}
-	for _, i := range live {
+	// Phase 2: the event rows, the alerts, then COMMIT, in one pipeline.
+	n := len(live)
+	evMerchant, evSeq, evFrame, evSum, evCreated := make([]string, n), make([]int64, n), make([]string, n), make([]int64, n), make([]int64, n)
+	for j, i := range live {
 		o := res[i].o
-		ev, err := buildEvent(o, rows[i].seq, rows[i].pending, o.CreatedAt, batch[i].frame)
+		m := merchants[o.MerchantID]
+		ev, err := buildEvent(o, uint64(m.seq-back[i]), m.pending-back[i], o.CreatedAt, batch[i].frame)
 		if err != nil {
 			return true, err
 		}
 		res[i].ev = ev
-		b.Queue(s.q.setOrderSeq, int64(ev.Seq), o.OrderNo)
-		b.Queue(s.q.insertEvent, ev.MerchantID, int64(ev.Seq), ev.Frame, ev.OrderSum, ev.CreatedMS)
-		if s.opt.Alerts.on() {
-			b.Queue(s.aq.insert, s.alertArgs(o)...)
+		evMerchant[j], evSeq[j], evFrame[j], evSum[j], evCreated[j] = ev.MerchantID, int64(ev.Seq), ev.Frame, ev.OrderSum, ev.CreatedMS
+	}
+	b := &pgx.Batch{}
+	b.Queue(pgInsertEvents, evMerchant, evSeq, evFrame, evSum, evCreated)
+	if s.opt.Alerts.on() {
+		for _, i := range live {
+			b.Queue(s.aq.insert, s.alertArgs(res[i].o)...)
 		}
 	}
 	b.Queue("COMMIT")
 	br := pc.SendBatch(ctx, b)
-	for _, i := range live {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return certain(err), fmt.Errorf("order seq %s/%d: %w", res[i].ev.MerchantID, res[i].ev.Seq, err)
-		}
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return certain(err), fmt.Errorf("insert event %s/%d: %w", res[i].ev.MerchantID, res[i].ev.Seq, err)
-		}
-		if s.opt.Alerts.on() {
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return certain(err), fmt.Errorf("insert events: %w", err)
+	}
+	if s.opt.Alerts.on() {
+		for _, i := range live {
 			if _, err := br.Exec(); err != nil {
 				br.Close()
 				return certain(err), fmt.Errorf("schedule alerts of %s: %w", res[i].o.OrderNo, err)

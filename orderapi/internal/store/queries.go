@@ -10,7 +10,6 @@ type queries struct {
 	listAll, listAllBefore, listStatus, listStatusBefore string
 	unpublished, unpublishedLocked, unpublishedMerchants string
 	prune, relayLock                                     string
-	createOrderPG                                        string
 	registerMerchant, registeredMerchant                 string
 	setOrderSeq, ackOrders, seenOrder, bumpSeq           string
 	receiptCounts                                        string
@@ -78,17 +77,9 @@ func newQueries(db *sqlx.DB) queries {
 		// locked with SKIP LOCKED, and this transaction-scoped advisory lock
 		// keeps a second relay from publishing a merchant's later rows while
 		// the first still holds its earlier ones (seq order per merchant).
-		// PostgreSQL only (SQLite has no INSERT in WITH): insertOrder and
-		// bumpMerchant in one statement, for pgGroup's pipeline. No row
-		// back means the order number was taken, and nothing was written.
-		createOrderPG: r(`WITH o AS (INSERT INTO orders (` + orderCols + `) VALUES (?, ?, ?, ?, ?, 'pending', ?)
-				ON CONFLICT (order_no) DO NOTHING RETURNING merchant_id)
-			INSERT INTO merchants (id, seq, pending) SELECT merchant_id, 1, 1 FROM o
-			ON CONFLICT (id) DO UPDATE SET seq = merchants.seq + 1, pending = merchants.pending + 1
-			RETURNING seq, pending`),
+		relayLock: r(`SELECT pg_try_advisory_xact_lock(hashtextextended('orderpush relay ' || CAST(? AS TEXT), 0))`),
 		registerMerchant: r(`INSERT INTO registered_merchants (id, registered_ms) VALUES (?, ?)
 			ON CONFLICT (id) DO NOTHING RETURNING registered_ms`),
 		registeredMerchant: r(`SELECT registered_ms FROM registered_merchants WHERE id = ?`),
-		relayLock:          r(`SELECT pg_try_advisory_xact_lock(hashtextextended('orderpush relay ' || CAST(? AS TEXT), 0))`),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,6 +155,52 @@ func TestOrderNoCollisionRetry(t *testing.T) {
 		b, ev := create(t, s, "m1", "u1")
 		if a.OrderNo != "u10000000000000001" || b.OrderNo != "u10000000000000002" || ev.Seq != 2 {
 			t.Fatalf("orders %s, %s seq %d; want ...01, ...02 seq 2", a.OrderNo, b.OrderNo, ev.Seq)
+		}
+	})
+}
+
+// Each order's own seq (what an ack delivers it by) is the seq of its
+// event, also when orders of a shared commit draw taken numbers and go
+// again.
+func TestOrderSeqMatchesEvent(t *testing.T) {
+	each(t, func(t *testing.T, url string) {
+		var calls atomic.Int64
+		const taken = "u10000000000000001"
+		s := open(t, url, store.Options{NewOrderNo: func(user string, now time.Time) string {
+			if calls.Add(1)%4 == 1 {
+				return taken
+			}
+			return wire.NewOrderNo(user, now)
+		}})
+		create(t, s, "m0", "u1") // takes the number every fourth draw returns
+		const n = 40
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { create(t, s, "m1", fmt.Sprintf("u%d", i%7)) })
+		}
+		wg.Wait()
+		frames, err := s.Events(t.Context(), "m1", 0, 100)
+		if err != nil || len(frames) != n {
+			t.Fatalf("events: %d, %v; want %d", len(frames), err, n)
+		}
+		bySeq := make([]string, n+1) // order number of each seq
+		for _, f := range frames {
+			var d struct {
+				Seq  uint64         `json:"seq"`
+				Data wire.OrderData `json:"data"`
+			}
+			if err := json.Unmarshal([]byte(f), &d); err != nil || d.Seq < 1 || d.Seq > n || bySeq[d.Seq] != "" {
+				t.Fatalf("event %s (%v)", f, err)
+			}
+			bySeq[d.Seq] = d.Data.Order.OrderNo
+		}
+		for seq := uint64(1); seq <= n; seq++ {
+			if delivered, _, err := s.Ack(t.Context(), "m1", seq); err != nil || len(delivered) != 1 {
+				t.Fatalf("ack %d delivered %d orders, %v; want 1", seq, len(delivered), err)
+			}
+			if o, err := s.GetOrder(t.Context(), bySeq[seq]); err != nil || o.DeliveredAt == nil {
+				t.Fatalf("after ack %d the order of its event is %+v, %v; want delivered", seq, o, err)
+			}
 		}
 	})
 }
