@@ -48,6 +48,7 @@ type api struct {
 	cfg    Config
 	log    *slog.Logger
 	routes map[string]bool // registered path templates, the only route labels
+	bufs   bufPool
 }
 
 // New returns the Echo instance serving the order API.
@@ -55,7 +56,6 @@ func New(cfg Config) *echo.Echo {
 	a := &api{cfg: cfg, log: cfg.Logger, routes: map[string]bool{}}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.JSONSerializer = strictJSON{}
 	e.HTTPErrorHandler = a.handleError
 	e.Use(a.observe)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{

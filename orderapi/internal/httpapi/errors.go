@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -35,7 +34,7 @@ func (a *api) handleError(err error, c echo.Context) {
 		_ = c.NoContent(status)
 		return
 	}
-	_ = c.JSON(status, wire.NewErrorBody(e.Code, e.Message))
+	_ = a.writeJSON(c, status, wire.NewErrorBody(e.Code, e.Message))
 }
 
 // toError turns any handler error into an *order.Error.
@@ -65,30 +64,4 @@ func toError(err error) *order.Error {
 		return &order.Error{Code: wire.CodeInvalidJSON, Message: http.StatusText(he.Code)}
 	}
 	return &order.Error{Code: wire.CodeInternal, Message: "internal error", Err: err}
-}
-
-// strictJSON is Echo's JSON serializer made strict for bodies bound with
-// c.Bind (unknown fields and trailing data are errors) and free of HTML
-// escaping on output, like the wire frames.
-type strictJSON struct{}
-
-func (strictJSON) Serialize(c echo.Context, i any, indent string) error {
-	enc := json.NewEncoder(c.Response())
-	enc.SetEscapeHTML(false)
-	if indent != "" {
-		enc.SetIndent("", indent)
-	}
-	return enc.Encode(i)
-}
-
-func (strictJSON) Deserialize(c echo.Context, i any) error {
-	dec := json.NewDecoder(c.Request().Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(i); err != nil {
-		return &order.Error{Code: wire.CodeInvalidJSON, Message: "request body is not valid JSON: " + err.Error()}
-	}
-	if dec.More() {
-		return &order.Error{Code: wire.CodeInvalidJSON, Message: "unexpected data after the JSON object"}
-	}
-	return nil
 }

@@ -30,14 +30,15 @@ func readBody(c echo.Context) ([]byte, error) {
 	return b, nil
 }
 
-// respondThen writes status and v, flushes them to the client, and only
-// then runs after: the client's answer never waits for Redis.
-func respondThen(c echo.Context, status int, v any, after func()) error {
-	if err := c.JSON(status, v); err != nil {
+// respondThen writes status and v and, when there is an after, flushes
+// them to the client before running it: the client's answer never waits
+// for Redis.
+func (a *api) respondThen(c echo.Context, status int, v any, after func()) error {
+	if err := a.writeJSON(c, status, v); err != nil {
 		return err
 	}
-	c.Response().Flush()
 	if after != nil {
+		c.Response().Flush()
 		after()
 	}
 	return nil
@@ -53,7 +54,7 @@ func (a *api) createOrder(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/orders/"+o.OrderNo)
-	return respondThen(c, http.StatusCreated, o, func() { a.cfg.Orders.Publish(c.Request().Context(), ev) })
+	return a.respondThen(c, http.StatusCreated, o, func() { a.cfg.Orders.Publish(c.Request().Context(), ev) })
 }
 
 func (a *api) getOrder(c echo.Context) error {
@@ -66,9 +67,9 @@ func (a *api) getOrder(c echo.Context) error {
 		return err
 	}
 	if alerts == nil {
-		return c.JSON(http.StatusOK, o) // the webhook is off
+		return a.writeJSON(c, http.StatusOK, o) // the webhook is off
 	}
-	return c.JSON(http.StatusOK, orderWithAlerts{o, alerts})
+	return a.writeJSON(c, http.StatusOK, orderWithAlerts{o, alerts})
 }
 
 func (a *api) processOrder(c echo.Context) error {
@@ -80,7 +81,7 @@ func (a *api) processOrder(c echo.Context) error {
 	if ev != nil {
 		after = func() { a.cfg.Orders.Publish(c.Request().Context(), *ev) }
 	}
-	return respondThen(c, http.StatusOK, o, after)
+	return a.respondThen(c, http.StatusOK, o, after)
 }
 
 // seenOrder answers 200 with the order; the first seen publishes order.seen
@@ -94,7 +95,7 @@ func (a *api) seenOrder(c echo.Context) error {
 	if ev != nil {
 		after = func() { a.cfg.Orders.Publish(c.Request().Context(), *ev) }
 	}
-	return respondThen(c, http.StatusOK, o, after)
+	return a.respondThen(c, http.StatusOK, o, after)
 }
 
 // ack answers 204: receipts are recorded, nothing to return.
@@ -120,7 +121,7 @@ func (a *api) receipts(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return respondThen(c, http.StatusOK, res, func() {
+	return a.respondThen(c, http.StatusOK, res, func() {
 		for _, ev := range evs {
 			a.cfg.Orders.Publish(c.Request().Context(), ev)
 		}
@@ -142,7 +143,7 @@ func (a *api) registerMerchant(c echo.Context) error {
 	if r.Created {
 		status = http.StatusCreated
 	}
-	return c.JSON(status, r)
+	return a.writeJSON(c, status, r)
 }
 
 func (a *api) listOrders(c echo.Context) error {
@@ -152,7 +153,7 @@ func (a *api) listOrders(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, page)
+	return a.writeJSON(c, http.StatusOK, page)
 }
 
 func (a *api) summary(c echo.Context) error {
@@ -160,7 +161,7 @@ func (a *api) summary(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s)
+	return a.writeJSON(c, http.StatusOK, s)
 }
 
 // events writes the stored frames verbatim: they are the bytes sockets got.
@@ -179,7 +180,7 @@ func (a *api) events(c echo.Context) error {
 		b.WriteString(f)
 	}
 	b.WriteString("]}\n")
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b.Bytes())
+	return writeBody(c, http.StatusOK, b.Bytes())
 }
 
 func (a *api) notice(c echo.Context) error {
@@ -190,11 +191,11 @@ func (a *api) notice(c echo.Context) error {
 	if err := a.cfg.Orders.Notice(c.Request().Context(), caller(c), c.Param("connId"), body); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusAccepted, map[string]string{"status": "accepted"})
+	return a.writeJSON(c, http.StatusAccepted, map[string]string{"status": "accepted"})
 }
 
 func (a *api) healthz(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	return a.writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // readyz runs every check at once, each bounded to a second, and reports
@@ -226,9 +227,9 @@ func (a *api) readyz(c echo.Context) error {
 		ready = false
 	}
 	if !ready {
-		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unready", "checks": checks})
+		return a.writeJSON(c, http.StatusServiceUnavailable, map[string]any{"status": "unready", "checks": checks})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+	return a.writeJSON(c, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 }
 
 // openapiDoc is the order API's OpenAPI 3.1 document, served at
@@ -239,5 +240,5 @@ func (a *api) readyz(c echo.Context) error {
 var openapiDoc []byte
 
 func (a *api) openapi(c echo.Context) error {
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapiDoc)
+	return writeBody(c, http.StatusOK, openapiDoc)
 }

@@ -66,6 +66,10 @@ func TestCreateAndGet(t *testing.T) {
 		if got := resp.Header.Get("Location"); got != "/orders/"+o.OrderNo {
 			t.Errorf("Location %q", got)
 		}
+		// Sent with its length, not chunked: one write for the whole answer.
+		if got := resp.Header.Get("Content-Length"); got != strconv.Itoa(len(resp.Body)) || resp.Body[len(resp.Body)-1] != '\n' {
+			t.Errorf("Content-Length %q for %d bytes %q", got, len(resp.Body), resp.Body)
+		}
 		// Prices keep their exact value; 36.50 comes back as 36.5.
 		for in, want := range map[string]string{"36.50": "36.5", "0": "0", "0.01": "0.01", "1e2": "100", "99999999999.99": "99999999999.99"} {
 			resp := env.Do(t, http.MethodPost, "/orders", member, `{"merchantId":"`+m+`","date":"2024-02-29","price":`+in+`}`)
