@@ -9,7 +9,8 @@
 // a noisy machine:
 //
 //   - the raw Redis pub/sub floor: PUBLISH to a plain go-redis subscriber at
-//     the rate of the latency scenario;
+//     the rate of the latency scenario, and beside it the same frames through
+//     the publish script (what the script itself adds);
 //   - the fan-out floor: a minimal in-process coder/websocket server writing
 //     pre-encoded frames to K sockets with the same in-flight bound.
 //

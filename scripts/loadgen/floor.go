@@ -14,11 +14,12 @@ import (
 	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
+	"orderpush/pkg/rediskey"
 	"orderpush/pkg/token"
 	"orderpush/pkg/wire"
 )
 
-// RedisFloorResult is the raw pub/sub floor.
+// RedisFloorResult is a pub/sub floor.
 type RedisFloorResult struct {
 	Latency   Summary
 	Published int
@@ -26,18 +27,31 @@ type RedisFloorResult struct {
 	Pace      PaceResult
 }
 
-// RedisFloor measures PUBLISH -> a plain go-redis subscriber, at rate for
+// RedisFloor measures publish -> a plain go-redis subscriber, at rate for
 // dur over channels channels (one per merchant of the scenario it is the
 // floor of), with order frames of the real size and up to workers publishes
-// in flight: the same pacing as the gateway phase, minus the gateway.
-func RedisFloor(ctx context.Context, e *Env, channels int, rate float64, dur time.Duration, workers int) (RedisFloorResult, error) {
+// in flight: the same pacing and client as the gateway phase, minus the
+// gateway. Without script each frame is a bare PUBLISH (the raw floor); with
+// script it goes through the publish script (history, state, PUBLISH) like
+// a Redis-direct frame, so the two floors side by side are what the script
+// itself costs, apart from the gateways and sockets running at the time.
+// Job i is merchant i % channels's frame i / channels + 1, as in orderFlow.
+func RedisFloor(ctx context.Context, e *Env, channels int, rate float64, dur time.Duration, workers int, script bool) (RedisFloorResult, error) {
 	if err := e.NeedRedis(); err != nil {
 		return RedisFloorResult{}, err
 	}
 	channels = max(1, channels)
+	scope, label := "floor", "redis floor"
+	if script {
+		scope, label = "sfloor", "script floor"
+	}
+	ids := make([]string, channels)
 	names := make([]string, channels)
-	for i := range names {
-		names[i] = "loadgen:floor:" + e.RunID + ":" + strconv.Itoa(i)
+	idx := make(map[string]int, channels)
+	for i := range ids {
+		ids[i] = e.MerchantID(scope, i)
+		names[i] = rediskey.Channel(ids[i])
+		idx[names[i]] = i
 	}
 	ps := e.Redis.Subscribe(ctx)
 	defer ps.Close()
@@ -59,22 +73,35 @@ func RedisFloor(ctx context.Context, e *Env, channels int, rate float64, dur tim
 		defer close(recvDone)
 		for msg := range ch {
 			at := e.Now()
+			m, ok := idx[msg.Channel]
 			h, err := ParseHead([]byte(msg.Payload))
-			if err != nil || h.Seq == 0 || h.Seq > uint64(total) {
+			if !ok || err != nil || h.Seq == 0 {
 				continue
 			}
-			lat.Add(at - time.Duration(sendAt[h.Seq-1].Load()))
+			i := int(h.Seq-1)*channels + m
+			if i >= total {
+				continue
+			}
+			lat.Add(at - time.Duration(sendAt[i].Load()))
 			received.Add(1)
 		}
 	}()
 	var published atomic.Int64
-	prog := StartProgress(e.Progress, "redis floor", func() string {
+	prog := StartProgress(e.Progress, label, func() string {
 		return Bar(received.Load(), int64(total))
 	})
 	pr := Pace(ctx, rate, dur, total, workers, func(ctx context.Context, i int) {
-		fr := OrderFrame(names[i%channels], uint64(i+1), time.Now())
+		m := i % channels
+		seq := uint64(i/channels + 1)
+		fr := OrderFrame(ids[m], seq, time.Now())
 		sendAt[i].Store(int64(e.Now()))
-		if err := e.Redis.Publish(ctx, names[i%channels], fr).Err(); err == nil {
+		var err error
+		if script {
+			_, err = e.Stream.Publish(ctx, ids[m], seq, int64(seq), fr)
+		} else {
+			err = e.Redis.Publish(ctx, names[m], fr).Err()
+		}
+		if err == nil {
 			published.Add(1)
 		}
 	})

@@ -148,16 +148,20 @@ func TestFanoutFloorPhase(t *testing.T) {
 }
 
 func TestRedisFloor(t *testing.T) {
-	e := testEnv(t, redistest.SharedURL(t))
-	res, err := RedisFloor(t.Context(), e, 10, 500, 400*time.Millisecond, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Published != 200 || res.Received != res.Published || res.Latency.Count != res.Published {
-		t.Fatalf("redis floor %+v", res)
-	}
-	if res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 {
-		t.Fatalf("latency %+v", res.Latency)
+	for _, script := range []bool{false, true} {
+		t.Run(map[bool]string{false: "raw", true: "script"}[script], func(t *testing.T) {
+			e := testEnv(t, redistest.SharedURL(t))
+			res, err := RedisFloor(t.Context(), e, 10, 500, 400*time.Millisecond, 8, script)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Published != 200 || res.Received != res.Published || res.Latency.Count != res.Published {
+				t.Fatalf("redis floor %+v", res)
+			}
+			if res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 {
+				t.Fatalf("latency %+v", res.Latency)
+			}
+		})
 	}
 }
 

@@ -227,17 +227,27 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	if err != nil {
 		return nil, err
 	}
-	var floor *Summary
+	var floor, scriptFloor *Summary
 	if cfg.Floor && e.Redis != nil {
-		fr, err := RedisFloor(ctx, e, cfg.Merchants, cfg.Rate, cfg.Duration, cfg.Workers)
-		if err != nil {
-			return nil, err
-		}
-		floor = &fr.Latency
-		r.Add("floor_published", float64(fr.Published), "")
-		r.Add("floor_lost", float64(fr.Published-fr.Received), "")
-		if fr.Pace.LateJobs > 0 {
-			r.Notef("floor schedule slipped: %d publishes >1ms late, max %s", fr.Pace.LateJobs, fr.Pace.MaxLag)
+		// The raw floor, then the same frames through the publish script,
+		// both before any socket is open: the script's own cost.
+		for _, script := range []bool{false, true} {
+			fr, err := RedisFloor(ctx, e, cfg.Merchants, cfg.Rate, cfg.Duration, cfg.Workers, script)
+			if err != nil {
+				return nil, err
+			}
+			name := "floor"
+			if script {
+				name = "script_floor"
+				scriptFloor = &fr.Latency
+			} else {
+				floor = &fr.Latency
+			}
+			r.Add(name+"_published", float64(fr.Published), "")
+			r.Add(name+"_lost", float64(fr.Published-fr.Received), "")
+			if fr.Pace.LateJobs > 0 {
+				r.Notef("%s schedule slipped: %d publishes >1ms late, max %s", name, fr.Pace.LateJobs, fr.Pace.MaxLag)
+			}
 		}
 	}
 	// Receipts only in HTTP mode (frames published straight to Redis are
@@ -264,9 +274,12 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	if err != nil {
 		return r, err
 	}
-	cpu := e.startCPU()
+	cpu, sched := e.startCPU(), startSched()
 	pr, err := runFlow(ctx, e, fl, flow, cfg.Rate, cfg.Duration, cfg.Workers, cfg.Drain, fmt.Sprintf("latency-%s-run%d", r.Variant, run))
 	cpu.addCPU(r, "")
+	sq := sched.quantiles(0.99, 0.999)
+	r.Add("loadgen_sched_p99", ms(sq[0]), "ms")
+	r.Add("loadgen_sched_p99.9", ms(sq[1]), "ms")
 	tapLat := tap.stop(flow)
 	if err != nil {
 		return r, err
@@ -282,6 +295,9 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	s := lat.Summary()
 	r.Add("rate", float64(flow.total())/cfg.Duration.Seconds(), "/s")
 	r.AddLatency("", s, floor)
+	if scriptFloor != nil {
+		r.AddLatency("script_floor_", *scriptFloor, floor)
+	}
 	p99 := r.Metric("p99")
 	switch {
 	case cfg.Reference:

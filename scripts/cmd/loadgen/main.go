@@ -174,7 +174,7 @@ func (f *flags) register(fs *flag.FlagSet, scenario string) {
 	}
 	if scenario == "latency" {
 		fs.StringVar(&f.latency.Mode, "mode", loadgen.ModeRedis, "latency: redis (frames straight to Redis) or http (POST /orders)")
-		fs.BoolVar(&f.latency.Floor, "floor", true, "latency: measure the raw Redis pub/sub floor first (needs -redis)")
+		fs.BoolVar(&f.latency.Floor, "floor", true, "latency: measure the raw Redis pub/sub floor and the publish script's floor first (needs -redis)")
 		fs.StringVar(&f.db, "db", "", "latency: label for the database behind the order API (sqlite, postgres); with -stack, which one to start")
 	}
 	switch scenario {

@@ -1,0 +1,65 @@
+package loadgen
+
+import (
+	"math"
+	"runtime/metrics"
+	"time"
+)
+
+// schedMeter is the load generator's own scheduling latency over a phase:
+// how long its goroutines (socket readers, publishers, the tap) waited to
+// run once runnable, from the runtime's sampled histogram. Each latency
+// sample is taken by one of those goroutines when it runs, so a p99 here
+// near the measured p99 says the load generator's own CPU is part of it.
+type schedMeter struct{ start *metrics.Float64Histogram }
+
+const schedMetric = "/sched/latencies:seconds"
+
+func readSched() *metrics.Float64Histogram {
+	s := []metrics.Sample{{Name: schedMetric}}
+	metrics.Read(s)
+	return s[0].Value.Float64Histogram()
+}
+
+func startSched() schedMeter { return schedMeter{start: readSched()} }
+
+// quantiles returns the upper bound of the bucket holding each quantile of
+// the waits since start (0 when there were none).
+func (m schedMeter) quantiles(qs ...float64) []time.Duration {
+	end := readSched()
+	counts := make([]uint64, len(end.Counts))
+	for i := range counts {
+		counts[i] = end.Counts[i] - m.start.Counts[i]
+	}
+	return histQuantiles(end.Buckets, counts, qs...)
+}
+
+// histQuantiles reads quantiles off a histogram: counts[i] samples fell in
+// [buckets[i], buckets[i+1]). Each is its bucket's upper bound, or the lower
+// one for the open last bucket; 0 for an empty histogram.
+func histQuantiles(buckets []float64, counts []uint64, qs ...float64) []time.Duration {
+	var total uint64
+	for _, c := range counts {
+		total += c
+	}
+	out := make([]time.Duration, len(qs))
+	if total == 0 {
+		return out
+	}
+	for j, q := range qs {
+		want := max(1, uint64(math.Ceil(q*float64(total))))
+		var cum uint64
+		for i, c := range counts {
+			cum += c
+			if cum >= want {
+				b := buckets[i+1]
+				if math.IsInf(b, 1) {
+					b = buckets[i]
+				}
+				out[j] = time.Duration(b * float64(time.Second))
+				break
+			}
+		}
+	}
+	return out
+}
