@@ -17,6 +17,14 @@ type EventKey struct {
 // markBatch bounds the rows one UPDATE marks published.
 const markBatch = 200
 
+// pgMarkPublished takes the keys as two arrays, so its text is the same for
+// any number of keys: pgx prepares it once per connection, where a VALUES
+// list of each new length was a statement of its own to parse and plan.
+// Each key is one index lookup.
+const pgMarkPublished = `UPDATE events e SET published = TRUE
+	FROM unnest($1::text[], $2::bigint[]) AS k(merchant_id, seq)
+	WHERE e.merchant_id = k.merchant_id AND e.seq = k.seq AND NOT e.published`
+
 // MarkPublished records that Redis has these events.
 func (s *Store) MarkPublished(ctx context.Context, keys []EventKey) error {
 	for len(keys) > 0 {
@@ -33,7 +41,17 @@ func (s *Store) markPublished(ctx context.Context, db sqlx.ExecerContext, keys [
 	if len(keys) == 0 {
 		return nil
 	}
-	// Row values work on both dialects: (merchant_id, seq) IN (VALUES ...).
+	if s.dialect == Postgres {
+		merchants, seqs := make([]string, len(keys)), make([]int64, len(keys))
+		for i, k := range keys {
+			merchants[i], seqs[i] = k.MerchantID, int64(k.Seq)
+		}
+		if _, err := db.ExecContext(ctx, pgMarkPublished, merchants, seqs); err != nil {
+			return fmt.Errorf("mark %d events published: %w", len(keys), err)
+		}
+		return nil
+	}
+	// SQLite: row values, (merchant_id, seq) IN (VALUES ...).
 	var b strings.Builder
 	b.WriteString(`UPDATE events SET published = TRUE WHERE (merchant_id, seq) IN (VALUES `)
 	args := make([]any, 0, 2*len(keys))
