@@ -20,17 +20,20 @@ import (
 	"orderpush/gateway/internal/session"
 )
 
-// Buffer sizes of an accepted socket. net/http hands a hijacked connection
-// a 4 KiB reader and a 4 KiB writer, kept for the socket's life: 8 KiB per
-// idle socket. Client frames are rare and small (a bufio.Reader reads large
-// payloads straight into the caller's slice), and every server write is
-// gathered by output, so small buffers cost nothing on the hot path.
+// Buffer sizes of an accepted socket, kept for its life. net/http hands a
+// hijacked connection a 4 KiB reader and a 4 KiB writer: 8 KiB per idle
+// socket.
 const (
-	readBufSize = 512
-	// writeBufSize holds any control frame whole (2+8 header, 125 payload),
-	// so one the library writes outside a gather reaches the network in a
-	// single write.
-	writeBufSize = 256
+	// readBufSize holds a client frame's header with the usual ack or seen
+	// payload, so one of those costs one read. A bufio.Reader reads a
+	// payload longer than its buffer straight into the caller's slice, so
+	// a large message costs no copy through it either.
+	readBufSize = 128
+	// writeBufSize holds the control frames written outside a gather (our
+	// pings, close frames with their reason) whole, so each reaches the
+	// network in one write; a longer pong is written in pieces, still in
+	// order. Data frames are gathered by output whatever this size is.
+	writeBufSize = 64
 	// maxPooled bounds the buffers kept for reuse.
 	maxPooled = 64 << 10
 	// maxStalls bounds one network write to this many write timeouts
@@ -63,7 +66,7 @@ func putBuf(b *[]byte) {
 func Accept(w http.ResponseWriter, r *http.Request, sess *session.Session, cfg Config, opts *websocket.AcceptOptions, log *slog.Logger, m *metrics.Metrics) (*Conn, error) {
 	c := &Conn{sess: sess, cfg: cfg, m: m, log: log}
 	c.defaults()
-	conn, err := websocket.Accept(&hijackWriter{ResponseWriter: w, c: c}, r, opts)
+	conn, err := accept(&hijackWriter{ResponseWriter: w, c: c}, r, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +79,23 @@ func Accept(w http.ResponseWriter, r *http.Request, sess *session.Session, cfg C
 // whose writes are one message per packet). On failure it has written the
 // HTTP response.
 func AcceptSmall(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions) (*websocket.Conn, error) {
-	return websocket.Accept(&hijackWriter{ResponseWriter: w}, r, opts)
+	return accept(&hijackWriter{ResponseWriter: w}, r, opts)
+}
+
+func accept(h *hijackWriter, r *http.Request, opts *websocket.AcceptOptions) (*websocket.Conn, error) {
+	conn, err := websocket.Accept(h, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	// coder/websocket puts every hijacked reader over a MultiReader of the
+	// bytes buffered at the hijack and the connection (golang/go#32314),
+	// kept for the socket's life and a call deeper on every read. With
+	// nothing buffered it is the bare connection, and nothing has been read
+	// through it yet.
+	if h.br != nil {
+		h.br.Reset(h.netConn)
+	}
+	return conn, nil
 }
 
 // hijackWriter is the ResponseWriter websocket.Accept sees: its Hijack
@@ -84,6 +103,11 @@ func AcceptSmall(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptO
 type hijackWriter struct {
 	http.ResponseWriter
 	c *Conn // nil: AcceptSmall, no output
+
+	// Set by Hijack when the client sent nothing after its request: the
+	// reader handed to the library and the connection under it.
+	br      *bufio.Reader
+	netConn net.Conn
 }
 
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -108,6 +132,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		}
 	} else {
 		br = bufio.NewReaderSize(conn, readBufSize)
+		h.br, h.netConn = br, conn
 	}
 	var out io.Writer = conn
 	if h.c != nil {

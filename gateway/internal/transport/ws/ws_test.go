@@ -1,10 +1,12 @@
 package ws
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"orderpush/gateway/internal/metrics"
 	"orderpush/gateway/internal/session"
 	"orderpush/gateway/internal/session/sendq"
+	"orderpush/pkg/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -253,4 +256,87 @@ func TestBackedUpWriteIsSlowConsumer(t *testing.T) {
 	if n := testutil.ToFloat64(m.DeadPeerCloses); n != 0 {
 		t.Fatalf("dead peer closes %v, want 0", n)
 	}
+}
+
+// TestFramesAroundBufferSizes: frames shorter than, as long as and far
+// longer than the connection's buffers travel whole both ways: the server's
+// frames as one message each (or joined in batch mode), a client message
+// of nearly wire.MaxFrameSize read whole (its answer proves it parsed).
+func TestFramesAroundBufferSizes(t *testing.T) {
+	sizes := []int{1, writeBufSize - 1, writeBufSize, writeBufSize + 1, readBufSize + 1, 4096, 70000}
+	for _, batch := range []bool{false, true} {
+		s, m := newSession(session.Identity{}, session.Config{QueueSize: 16})
+		var want []string
+		for i, n := range sizes {
+			f := fmt.Sprintf(`{"seq":%d,"pad":"%s"}`, i, strings.Repeat("x", n))
+			want = append(want, f)
+			if !s.TrySend(sendq.Entry{Data: []byte(f)}) {
+				t.Fatal("queue refused")
+			}
+		}
+		c := serve(t, s, m, Config{Batch: batch})
+		c.SetReadLimit(-1)
+		var got []string
+		for len(got) < len(want) {
+			got = append(got, strings.Split(read(t, c), "\n")...)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("batch=%v: frame %d: got %d bytes, want %d", batch, i, len(got[i]), len(want[i]))
+			}
+		}
+		big := `{"event":"ping"` + strings.Repeat(" ", wire.MaxFrameSize-32) + `}`
+		if err := c.Write(context.Background(), websocket.MessageText, []byte(big)); err != nil {
+			t.Fatal(err)
+		}
+		if f := read(t, c); !strings.Contains(f, `"pong"`) {
+			t.Fatalf("batch=%v: answer to a %d-byte ping: %s", batch, len(big), f)
+		}
+	}
+}
+
+// TestBytesAfterRequest: a client frame sent in the same write as the
+// upgrade request (before the 101 came back) is read, not lost.
+func TestBytesAfterRequest(t *testing.T) {
+	s, m := newSession(session.Identity{}, session.Config{})
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		if c, err := Accept(w, r, s, Config{}, nil, discard, m); err == nil {
+			c.Run(context.Background(), nil)
+		}
+	}))
+	defer srv.Close()
+	nc, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	ping := []byte(`{"event":"ping"}`)
+	// A masked text frame with a zero mask key: the payload as is.
+	frame := append([]byte{0x81, 0x80 | byte(len(ping)), 0, 0, 0, 0}, ping...)
+	if _, err := nc.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	head := make([]byte, 2)
+	if _, err := io.ReadFull(br, head); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, head[1]&0x7f)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		t.Fatal(err)
+	}
+	if head[0] != 0x81 || !strings.Contains(string(payload), `"pong"`) {
+		t.Fatalf("got frame %x %q, want the pong", head, payload)
+	}
+	s.Abort()
+	<-done
 }
