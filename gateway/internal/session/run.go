@@ -55,7 +55,7 @@ func (s *Session) End() {
 	}
 	s.cancel()
 	s.replay.Wait()
-	<-s.done
+	s.writing.Wait()
 }
 
 // wake is the queue's wake: frames were pushed to an idle queue, or Close

@@ -104,7 +104,7 @@ type Session struct {
 	reason    Reason
 	text      string
 	doneOnce  sync.Once
-	done      chan struct{} // closed when the write side has finished
+	writing   sync.WaitGroup // one until the write side has finished (a WaitGroup, not a channel: no allocation)
 
 	// lim is owned by the reading side (Handle); made at the first
 	// message, so an idle session does not carry it.
@@ -130,8 +130,8 @@ func New(id Identity, cfg Config, deps Deps) *Session {
 	s := &Session{
 		id: id.ID, merchant: id.Merchant, bearer: id.Bearer, expiry: id.Expiry, transport: id.Transport,
 		cfg: cfg, proc: deps.Processor, rcpt: deps.Receipts, log: deps.Log, m: deps.Metrics,
-		done: make(chan struct{}),
 	}
+	s.writing.Add(1)
 	s.q = sendq.New(cfg.QueueSize, s.wake)
 	return s
 }
@@ -236,10 +236,7 @@ func (s *Session) closeNow() {
 	}
 }
 
-// Done is closed when the session's write side has finished.
-func (s *Session) Done() <-chan struct{} { return s.done }
-
-func (s *Session) finished() { s.doneOnce.Do(func() { close(s.done) }) }
+func (s *Session) finished() { s.doneOnce.Do(s.writing.Done) }
 
 // logf logs with the session's attributes.
 func (s *Session) logf(level slog.Level, msg string, attrs ...slog.Attr) {
