@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,9 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "gateway: "+server.OneLine(err))
 		return 1
 	}
+	// The runtime has read GOGC too; Load checked it and holds the
+	// gateway's default when it is unset.
+	debug.SetGCPercent(cfg.GCPercent)
 	logging.RouteRedis(log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

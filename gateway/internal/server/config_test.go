@@ -25,7 +25,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Addr != ":8080" || c.SendQueueSize != 256 ||
 		c.GapWait != 100*time.Millisecond || c.ReplayMax != 10000 || c.DrainSpread != 2*time.Second ||
-		c.PprofAddr != "" || c.OrderAPIURL != "" || len(c.AllowedOrigins) != 0 || c.Redis.Single == nil || c.DashboardAPIURL != "" ||
+		c.PprofAddr != "" || c.GCPercent != DefaultGCPercent || c.OrderAPIURL != "" || len(c.AllowedOrigins) != 0 || c.Redis.Single == nil || c.DashboardAPIURL != "" ||
 		c.Redis.Single.Addr != "127.0.0.1:6379" || !validNodeID(c.NodeID) {
 		t.Fatalf("defaults %+v", c)
 	}
@@ -35,24 +35,24 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	c, _, err = Load(env("GATEWAY_ADDR", "127.0.0.1:9", "NODE_ID", "gw-1.a_b", "ALLOWED_ORIGINS", " https://*.Shop.example , dash.example:8443,",
 		"ORDERAPI_URL", "http://orderapi:8090", "REDIS_URL", "redis-cluster://10.0.0.1:7000?addr=10.0.0.2:7000",
-		"PPROF_ADDR", "127.0.0.1:6060", "SEND_QUEUE_SIZE", "16", "DASHBOARD_API_URL", "https://API.shop.example/"), io.Discard)
+		"PPROF_ADDR", "127.0.0.1:6060", "SEND_QUEUE_SIZE", "16", "DASHBOARD_API_URL", "https://API.shop.example/", "GOGC", "50"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.NodeID != "gw-1.a_b" || strings.Join(c.AllowedOrigins, ",") != "https://*.shop.example,dash.example:8443" ||
-		c.Redis.Cluster == nil || c.SendQueueSize != 16 || c.PprofAddr != "127.0.0.1:6060" || c.DashboardAPIURL != "https://api.shop.example" {
+		c.Redis.Cluster == nil || c.SendQueueSize != 16 || c.PprofAddr != "127.0.0.1:6060" || c.GCPercent != 50 || c.DashboardAPIURL != "https://api.shop.example" {
 		t.Fatalf("parsed %+v", c)
 	}
 }
 
 func TestLoadNamesEveryBadSetting(t *testing.T) {
 	_, _, err := Load(env("JWT_SECRET", "", "NODE_ID", "a b", "SEND_QUEUE_SIZE", "0", "GAP_WAIT", "1y",
-		"ALLOWED_ORIGINS", "https://[", "ORDERAPI_URL", "orderapi:8090", "LOG_LEVEL", "loud", "DASHBOARD_API_URL", "https://evil.example/?x"), io.Discard)
+		"ALLOWED_ORIGINS", "https://[", "ORDERAPI_URL", "orderapi:8090", "LOG_LEVEL", "loud", "DASHBOARD_API_URL", "https://evil.example/?x", "GOGC", "off"), io.Discard)
 	if err == nil {
 		t.Fatal("accepted")
 	}
 	line := OneLine(err)
-	for _, name := range []string{"JWT_SECRET", "NODE_ID", "SEND_QUEUE_SIZE", "GAP_WAIT", "ALLOWED_ORIGINS", "ORDERAPI_URL", "LOG_LEVEL", "DASHBOARD_API_URL"} {
+	for _, name := range []string{"JWT_SECRET", "NODE_ID", "SEND_QUEUE_SIZE", "GAP_WAIT", "ALLOWED_ORIGINS", "ORDERAPI_URL", "LOG_LEVEL", "DASHBOARD_API_URL", "GOGC"} {
 		if !strings.Contains(line, name) {
 			t.Fatalf("%q does not name %s", line, name)
 		}
