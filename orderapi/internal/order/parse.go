@@ -48,7 +48,7 @@ func ParseCreate(body []byte) (CreateRequest, error) {
 	if r.Price, err = price(fields); err != nil {
 		return CreateRequest{}, err
 	}
-	if _, ok := fields["userId"]; ok {
+	if _, ok := fields.get("userId"); ok {
 		if r.UserID, err = requiredString(fields, "userId"); err != nil {
 			return CreateRequest{}, err
 		}
@@ -84,10 +84,38 @@ func ParseNotice(body []byte) (NoticeRequest, error) {
 	return NoticeRequest{Msg: msg}, nil
 }
 
+// member is one member of a body's object, its value as raw JSON.
+type member struct {
+	key string
+	raw []byte
+}
+
+// members are a body's object in the order sent. Bodies have a handful,
+// so a scan beats building a map.
+type members []member
+
+func (ms members) get(key string) ([]byte, bool) {
+	for _, m := range ms {
+		if m.key == key {
+			return m.raw, true
+		}
+	}
+	return nil, false
+}
+
 // decodeObject reads body as exactly one JSON object whose keys are all in
 // known and appear once. Syntax problems are reported before field
 // problems, so a broken body is always invalid_json.
-func decodeObject(body []byte, known ...string) (map[string]json.RawMessage, error) {
+func decodeObject(body []byte, known ...string) (members, error) {
+	if ms, ok := scanFlat(body, known); ok {
+		return ms, nil
+	}
+	return decodeAny(body, known)
+}
+
+// decodeAny is decodeObject for any body, with encoding/json's message for
+// a syntax error.
+func decodeAny(body []byte, known []string) (members, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, invalidJSON("request body is empty; send a JSON object")
 	}
@@ -97,11 +125,7 @@ func decodeObject(body []byte, known ...string) (map[string]json.RawMessage, err
 	} else if tok != json.Delim('{') {
 		return nil, invalidJSON("request body must be a JSON object")
 	}
-	type field struct {
-		key string
-		raw json.RawMessage
-	}
-	var order []field
+	var ms members
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -112,7 +136,7 @@ func decodeObject(body []byte, known ...string) (map[string]json.RawMessage, err
 		if err := dec.Decode(&raw); err != nil {
 			return nil, invalidJSON("request body is not valid JSON: %v", err)
 		}
-		order = append(order, field{key, raw})
+		ms = append(ms, member{key, raw})
 	}
 	if _, err := dec.Token(); err != nil {
 		return nil, invalidJSON("request body is not valid JSON: %v", err)
@@ -120,26 +144,27 @@ func decodeObject(body []byte, known ...string) (map[string]json.RawMessage, err
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, invalidJSON("unexpected data after the JSON object")
 	}
-	fields := make(map[string]json.RawMessage, len(order))
-	for _, f := range order {
-		if !slices.Contains(known, f.key) {
-			return nil, invalidField(strconv.Quote(clip(f.key)), "unknown field")
+	for i, m := range ms {
+		if !slices.Contains(known, m.key) {
+			return nil, invalidField(strconv.Quote(clip(m.key)), "unknown field")
 		}
-		if _, dup := fields[f.key]; dup {
-			return nil, invalidField(f.key, "given twice")
+		if _, dup := ms[:i].get(m.key); dup {
+			return nil, invalidField(m.key, "given twice")
 		}
-		fields[f.key] = f.raw
 	}
-	return fields, nil
+	return ms, nil
 }
 
-func requiredString(fields map[string]json.RawMessage, name string) (string, error) {
-	raw, ok := fields[name]
+func requiredString(fields members, name string) (string, error) {
+	raw, ok := fields.get(name)
 	if !ok {
 		return "", invalidField(name, "required")
 	}
 	if len(raw) == 0 || raw[0] != '"' {
 		return "", invalidField(name, "must be a JSON string")
+	}
+	if end, ok := scanPlainString(raw, 0); ok && end == len(raw) {
+		return string(raw[1 : end-1]), nil
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
@@ -148,8 +173,8 @@ func requiredString(fields map[string]json.RawMessage, name string) (string, err
 	return s, nil
 }
 
-func price(fields map[string]json.RawMessage) (wire.Cents, error) {
-	raw, ok := fields["price"]
+func price(fields members) (wire.Cents, error) {
+	raw, ok := fields.get("price")
 	if !ok {
 		return 0, invalidField("price", "required")
 	}

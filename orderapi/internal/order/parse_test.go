@@ -157,3 +157,14 @@ func FuzzParseAck(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseCreate(b *testing.B) {
+	body := []byte(`{"merchantId":"m1","date":"2022-06-22","price":36.5}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := order.ParseCreate(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -25,8 +25,8 @@ func ParseAck(body []byte) (uint64, error) {
 
 // seqField reads the required "seq": a non-negative JSON integer up to
 // wire.MaxAckSeq in plain digits.
-func seqField(fields map[string]json.RawMessage) (uint64, error) {
-	raw, ok := fields["seq"]
+func seqField(fields members) (uint64, error) {
+	raw, ok := fields.get("seq")
 	if !ok {
 		return 0, invalidField("seq", "required")
 	}
@@ -62,13 +62,13 @@ func ParseReceipts(body []byte) (wire.ReceiptBatch, error) {
 		return wire.ReceiptBatch{}, invalidField("acks", "acks and seen hold at most %d items together, got %d; send several batches", wire.MaxReceiptItems, n)
 	}
 	var b wire.ReceiptBatch
-	if b.Acks, err = parseItems(acks, "acks", "seq", func(m string, f map[string]json.RawMessage) (wire.AckReceipt, error) {
+	if b.Acks, err = parseItems(acks, "acks", "seq", func(m string, f members) (wire.AckReceipt, error) {
 		seq, err := seqField(f)
 		return wire.AckReceipt{MerchantID: m, Seq: seq}, err
 	}); err != nil {
 		return wire.ReceiptBatch{}, err
 	}
-	if b.Seen, err = parseItems(seen, "seen", "orderNo", func(m string, f map[string]json.RawMessage) (wire.SeenReceipt, error) {
+	if b.Seen, err = parseItems(seen, "seen", "orderNo", func(m string, f members) (wire.SeenReceipt, error) {
 		no, err := requiredString(f, "orderNo")
 		if err == nil && !wire.ValidOrderNo(no) {
 			err = invalidField("orderNo", "malformed order number")
@@ -82,7 +82,7 @@ func ParseReceipts(body []byte) (wire.ReceiptBatch, error) {
 
 // parseItems parses each raw item of the list name: an object of exactly
 // "merchantId" and field, read by parse. Errors name the item.
-func parseItems[T any](raw []json.RawMessage, name, field string, parse func(merchant string, f map[string]json.RawMessage) (T, error)) ([]T, error) {
+func parseItems[T any](raw []json.RawMessage, name, field string, parse func(merchant string, f members) (T, error)) ([]T, error) {
 	var out []T
 	for i, r := range raw {
 		v, err := parseItem(r, field, parse)
@@ -94,7 +94,7 @@ func parseItems[T any](raw []json.RawMessage, name, field string, parse func(mer
 	return out, nil
 }
 
-func parseItem[T any](raw json.RawMessage, field string, parse func(string, map[string]json.RawMessage) (T, error)) (T, error) {
+func parseItem[T any](raw json.RawMessage, field string, parse func(string, members) (T, error)) (T, error) {
 	var zero T
 	f, err := decodeObject(raw, "merchantId", field)
 	if err != nil {
@@ -108,8 +108,8 @@ func parseItem[T any](raw json.RawMessage, field string, parse func(string, map[
 }
 
 // itemList reads the optional JSON array name as its raw items.
-func itemList(fields map[string]json.RawMessage, name string) ([]json.RawMessage, error) {
-	raw, ok := fields[name]
+func itemList(fields members, name string) ([]json.RawMessage, error) {
+	raw, ok := fields.get(name)
 	if !ok {
 		return nil, nil
 	}
@@ -120,7 +120,7 @@ func itemList(fields map[string]json.RawMessage, name string) ([]json.RawMessage
 	return items, nil
 }
 
-func merchantField(f map[string]json.RawMessage) (string, error) {
+func merchantField(f members) (string, error) {
 	m, err := requiredString(f, "merchantId")
 	if err != nil {
 		return "", err
