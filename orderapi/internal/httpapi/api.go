@@ -7,8 +7,13 @@ package httpapi
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -57,16 +62,7 @@ func New(cfg Config) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
-	e.Use(a.observe)
-	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
-		DisableStackAll:     true, // one panic must not dump every goroutine
-		DisableErrorHandler: true, // observe hands the error to handleError
-		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-			a.log.Error("panic in handler", "route", c.Path(), logging.Err(err), "stack", string(stack))
-			return err
-		},
-	}))
-	e.Use(middleware.RequestID())
+	e.Use(a.serve)
 	e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 		AllowOrigins:  cfg.CORSOrigins,
 		AllowMethods:  []string{http.MethodGet, http.MethodPost, http.MethodOptions},
@@ -74,8 +70,7 @@ func New(cfg Config) *echo.Echo {
 		ExposeHeaders: []string{echo.HeaderLocation, echo.HeaderXRequestID},
 		MaxAge:        600,
 	}))
-	e.Use(a.drainGate)
-	e.Use(middleware.BodyLimit(strconv.Itoa(MaxBody/1024) + "K"))
+	e.Use(a.gate)
 
 	add := func(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 		a.routes[path] = true
@@ -99,13 +94,20 @@ func New(cfg Config) *echo.Echo {
 	return e
 }
 
-// observe records every request's duration by route template, method and
-// status, and logs server errors. It hands handler errors to the error
-// handler itself so the status it records is the one sent.
-func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
+// serve is the outer layer of every request: it gives the answer its
+// X-Request-Id, runs the rest under recover, hands an error to the error
+// handler itself so the status it records is the one sent, then records
+// the request's duration by route template, method and status and logs it
+// at debug level.
+func (a *api) serve(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
-		if err := next(c); err != nil {
+		rid := c.Request().Header.Get(echo.HeaderXRequestID)
+		if rid == "" {
+			rid = newRequestID()
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, rid)
+		if err := a.recovered(c, next); err != nil {
 			c.Error(err)
 		}
 		route := c.Path()
@@ -124,15 +126,37 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if a.log.Enabled(c.Request().Context(), slog.LevelDebug) {
 			a.log.LogAttrs(c.Request().Context(), slog.LevelDebug, "request",
 				slog.String("method", method), slog.String("route", route), slog.Int("status", status),
-				slog.Duration("took", d), slog.String("requestId", c.Response().Header().Get(echo.HeaderXRequestID)))
+				slog.Duration("took", d), slog.String("requestId", rid))
 		}
 		return nil
 	}
 }
 
-// drainGate answers API requests with 503 while the process shuts down;
-// health and metrics stay up so the balancer sees the readiness change.
-func (a *api) drainGate(next echo.HandlerFunc) echo.HandlerFunc {
+// recovered runs next and turns a panic into an error after logging it with
+// its goroutine's stack.
+func (a *api) recovered(c echo.Context, next echo.HandlerFunc) (err error) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if r == http.ErrAbortHandler {
+			panic(r) // net/http's way to abort the answer; it handles it
+		}
+		if err, _ = r.(error); err == nil {
+			err = fmt.Errorf("%v", r)
+		}
+		stack := make([]byte, 4<<10)
+		stack = stack[:runtime.Stack(stack, false)]
+		a.log.Error("panic in handler", "route", c.Path(), logging.Err(err), "stack", string(stack))
+	}()
+	return next(c)
+}
+
+// gate runs after CORS, so its refusals carry the CORS headers: API
+// requests get 503 while the process drains (health and metrics stay up so
+// the balancer sees the readiness change), and bodies over MaxBody 413.
+func (a *api) gate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if a.cfg.Draining != nil && a.cfg.Draining() {
 			switch c.Path() {
@@ -141,8 +165,24 @@ func (a *api) drainGate(next echo.HandlerFunc) echo.HandlerFunc {
 				return &order.Error{Code: wire.CodeUnavailable, Message: "shutting down, try another replica"}
 			}
 		}
+		req := c.Request()
+		if req.ContentLength > MaxBody {
+			return bodyTooLarge()
+		}
+		// The server's own writer, so net/http knows to close the
+		// connection rather than read the rest of an oversized body.
+		req.Body = http.MaxBytesReader(c.Response().Writer, req.Body, MaxBody)
 		return next(c)
 	}
+}
+
+// newRequestID is 32 random hex digits. It names a request in logs, so
+// it needs to be unique, not unpredictable.
+func newRequestID() string {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+	return hex.EncodeToString(b[:])
 }
 
 const callerKey = "orderapi.caller"

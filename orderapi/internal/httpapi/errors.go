@@ -51,8 +51,6 @@ func toError(err error) *order.Error {
 		return &order.Error{Code: wire.CodeNotFound, Message: "no such route"}
 	case http.StatusMethodNotAllowed:
 		return &order.Error{Code: wire.CodeMethodNotAllowed, Message: "method not allowed on this route"}
-	case http.StatusRequestEntityTooLarge:
-		return &order.Error{Code: wire.CodePayloadTooLarge, Message: "request body is larger than 64 KiB"}
 	case http.StatusUnauthorized:
 		return &order.Error{Code: wire.CodeUnauthorized, Message: "unauthorized"}
 	case http.StatusForbidden:

@@ -16,18 +16,20 @@ import (
 	"orderpush/pkg/wire"
 )
 
-// readBody reads the whole request body; BodyLimit makes an oversized one
-// fail with 413 here.
+// readBody reads the whole request body; one over MaxBody fails with 413.
 func readBody(c echo.Context) ([]byte, error) {
 	b, err := io.ReadAll(c.Request().Body)
 	if err != nil {
-		var he *echo.HTTPError
-		if errors.As(err, &he) {
-			return nil, he
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, bodyTooLarge()
 		}
 		return nil, &order.Error{Code: wire.CodeInvalidJSON, Message: "could not read the request body"}
 	}
 	return b, nil
+}
+
+func bodyTooLarge() *order.Error {
+	return &order.Error{Code: wire.CodePayloadTooLarge, Message: "request body is larger than 64 KiB"}
 }
 
 // respondThen writes status and v and, when there is an after, flushes
