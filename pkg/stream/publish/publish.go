@@ -64,18 +64,22 @@ func (p *Publisher) Sharded() bool { return p.sharded }
 // neither added nor published again, so re-publishing (the outbox relay) is
 // safe; the result says whether this call published.
 func (p *Publisher) Publish(ctx context.Context, merchantID string, seq uint64, orderSum int64, frame []byte) (bool, error) {
-	sharded := "0"
-	if p.sharded {
-		sharded = "1"
-	}
-	n, err := publishScript.Run(ctx, p.rdb,
-		[]string{rediskey.History(merchantID), rediskey.State(merchantID)},
-		seq, frame, orderSum, p.size, p.ttl.Milliseconds(), rediskey.Channel(merchantID), sharded,
-	).Int()
+	keys, args := p.scriptArgs(merchantID, seq, orderSum, frame)
+	n, err := publishScript.Run(ctx, p.rdb, keys, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("publish %s seq %d: %w", merchantID, seq, err)
 	}
 	return n == 1, nil
+}
+
+// scriptArgs are the publish script's keys and arguments for one event.
+func (p *Publisher) scriptArgs(merchantID string, seq uint64, orderSum int64, frame []byte) ([]string, []any) {
+	sharded := "0"
+	if p.sharded {
+		sharded = "1"
+	}
+	return []string{rediskey.History(merchantID), rediskey.State(merchantID)},
+		[]any{seq, frame, orderSum, p.size, p.ttl.Milliseconds(), rediskey.Channel(merchantID), sharded}
 }
 
 // PublishRaw publishes payload on channel with PUBLISH, or SPUBLISH on a
