@@ -51,12 +51,12 @@ func (a *api) createOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	o, ev, err := a.cfg.Orders.Create(c.Request().Context(), caller(c), body)
+	o, err := a.cfg.Orders.Create(c.Request().Context(), caller(c), body)
 	if err != nil {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/orders/"+o.OrderNo)
-	return a.respondThen(c, http.StatusCreated, o, func() { a.cfg.Orders.Publish(c.Request().Context(), ev) })
+	return a.writeJSON(c, http.StatusCreated, o)
 }
 
 func (a *api) getOrder(c echo.Context) error {

@@ -86,48 +86,49 @@ func processedFrame(o wire.Order, seq uint64, sum int64, ts time.Time) ([]byte, 
 	return wire.Encode(wire.EventOrderProcessed, seq, ts.UnixMilli(), wire.OrderData{OrderSum: sum, Order: o})
 }
 
-// Create places an order from a POST /orders body. The returned event is
-// committed; pass it to Publish once the client has its answer.
-func (s *Service) Create(ctx context.Context, c Caller, body []byte) (wire.Order, store.Event, error) {
+// Create places an order from a POST /orders body. It returns once the
+// order is committed and its event published (or, on failure, left to the
+// outbox relay): the store's group commit publishes (store.OnCommit).
+func (s *Service) Create(ctx context.Context, c Caller, body []byte) (wire.Order, error) {
 	if c.Role != token.RoleMember && c.Role != token.RoleService {
-		return wire.Order{}, store.Event{}, forbidden("only member and service tokens may place orders")
+		return wire.Order{}, forbidden("only member and service tokens may place orders")
 	}
 	// Before any other work, so a flood costs one Redis call per request.
 	if c.Role == token.RoleMember {
 		if ok, wait := s.d.OrderRate.Allow(ctx, c.Subject); !ok {
-			return wire.Order{}, store.Event{}, &Error{Code: wire.CodeRateLimited, RetryAfter: wait,
+			return wire.Order{}, &Error{Code: wire.CodeRateLimited, RetryAfter: wait,
 				Message: "too many orders from this member (ORDER_RATE); retry after the Retry-After seconds"}
 		}
 	}
 	req, err := ParseCreate(body)
 	if err != nil {
-		return wire.Order{}, store.Event{}, err
+		return wire.Order{}, err
 	}
 	userID := req.UserID
 	switch {
 	case c.Role == token.RoleMember && req.HasUserID:
-		return wire.Order{}, store.Event{}, invalidField("userId", "must not be set with a member token (the token's user places the order)")
+		return wire.Order{}, invalidField("userId", "must not be set with a member token (the token's user places the order)")
 	case c.Role == token.RoleMember:
 		userID = c.Subject
 	case !req.HasUserID:
-		return wire.Order{}, store.Event{}, invalidField("userId", "required with a service token")
+		return wire.Order{}, invalidField("userId", "required with a service token")
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if err := s.takesOrders(ctx, req.MerchantID); err != nil {
-		return wire.Order{}, store.Event{}, err
+		return wire.Order{}, err
 	}
-	o, ev, err := s.d.Store.CreateOrder(ctx, store.NewOrder{
+	o, _, err := s.d.Store.CreateOrder(ctx, store.NewOrder{
 		MerchantID: req.MerchantID, UserID: userID, Date: req.Date, Price: req.Price,
 	}, orderFrame)
 	if err != nil {
-		return wire.Order{}, store.Event{}, unavailable("database", err)
+		return wire.Order{}, unavailable("database", err)
 	}
 	s.d.Metrics.OrdersCreated.Inc()
 	if s.d.Placed != nil {
 		s.d.Placed(o)
 	}
-	return o, ev, nil
+	return o, nil
 }
 
 // Publish sends a committed event to Redis now; on failure the outbox relay

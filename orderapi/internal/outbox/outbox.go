@@ -1,8 +1,10 @@
 // Package outbox gets committed merchant events from the event log into
 // Redis (ARCHITECTURE.md "How an order travels" 2):
 //
-//   - Publish, the fast path, runs right after a commit and publishes the
-//     event through the atomic stream script; the row is then marked
+//   - PublishCommitted, the fast path, runs right after a group commit,
+//     before its orders are answered, and publishes their events through
+//     the atomic stream script in one pipelined round trip; Publish does
+//     the same for one event after its answer. The rows are then marked
 //     published in batches.
 //   - Run's relay republishes, in seq order per merchant, every row still
 //     unpublished after a grace period: Redis was down, or the process died
@@ -96,23 +98,46 @@ func New(cfg Config, st *store.Store, streams *publish.Publisher, m *metrics.Met
 // Publish is the fast path for one committed event. It never fails: what it
 // cannot publish stays unpublished in the log for the relay.
 func (o *Outbox) Publish(ctx context.Context, ev store.Event) {
-	if o.now().UnixNano() < o.brokenUntil.Load() {
+	o.PublishCommitted(ctx, []store.Event{ev})
+}
+
+// PublishCommitted is the fast path for the events of a group commit
+// (store.OnCommit): all of them in one pipelined round trip, in the given
+// order, which is seq order per merchant. Like Publish it never fails; a
+// failure of any event starts the cooldown.
+func (o *Outbox) PublishCommitted(ctx context.Context, evs []store.Event) {
+	if len(evs) == 0 || o.now().UnixNano() < o.brokenUntil.Load() {
 		return
 	}
 	// The request may end (client gone) while we publish; the event is
 	// committed either way, so finish on our own deadline.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.PublishTimeout)
 	defer cancel()
-	if _, err := o.streams.Publish(ctx, ev.MerchantID, ev.Seq, ev.OrderSum, []byte(ev.Frame)); err != nil {
-		o.m.PublishErrors.WithLabelValues("fast").Inc()
-		o.brokenUntil.Store(o.now().Add(o.cfg.Cooldown).UnixNano())
-		o.log.Warn("publish failed; the relay will retry", logging.KeyMerchant, ev.MerchantID,
-			logging.KeySeq, ev.Seq, logging.Err(err))
-		return
+	batch := make([]publish.Event, len(evs))
+	for i, ev := range evs {
+		batch[i] = publish.Event{MerchantID: ev.MerchantID, Seq: ev.Seq, OrderSum: ev.OrderSum, Frame: []byte(ev.Frame)}
 	}
-	select {
-	case o.marks <- store.EventKey{MerchantID: ev.MerchantID, Seq: ev.Seq}:
-	default:
+	var (
+		failed int
+		first  error // names the event
+	)
+	for i, err := range o.streams.PublishBatch(ctx, batch) {
+		if err != nil {
+			if failed == 0 {
+				first = err
+			}
+			failed++
+			continue
+		}
+		select {
+		case o.marks <- store.EventKey{MerchantID: evs[i].MerchantID, Seq: evs[i].Seq}:
+		default:
+		}
+	}
+	if failed > 0 {
+		o.m.PublishErrors.WithLabelValues("fast").Add(float64(failed))
+		o.brokenUntil.Store(o.now().Add(o.cfg.Cooldown).UnixNano())
+		o.log.Warn("publish failed; the relay will retry", "failed", failed, "events", len(evs), logging.Err(first))
 	}
 }
 

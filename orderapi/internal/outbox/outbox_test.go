@@ -255,3 +255,20 @@ func grep(s, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// An order's event is in Redis when its 201 arrives: the group commit
+// publishes before its orders are answered.
+func TestPublishedBeforeAnswer(t *testing.T) {
+	apitest.Each(t, func(t *testing.T, dialect string) {
+		env := apitest.Start(t, apitest.Options{Dialect: dialect})
+		st := stream.New(redistest.SharedClient(t))
+		member := apitest.Token(t, token.RoleMember, "u1")
+		m := redistest.Unique("m")
+		for seq := uint64(1); seq <= 3; seq++ {
+			post(t, env, member, m)
+			if s, err := st.State(t.Context(), m); err != nil || s.Seq != seq {
+				t.Fatalf("state after the 201 of order %d: %+v %v", seq, s, err)
+			}
+		}
+	})
+}

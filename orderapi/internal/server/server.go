@@ -93,6 +93,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	s.outbox = outbox.New(outbox.Config{
 		RelayInterval: cfg.RelayInterval, Grace: cfg.RelayGrace, Retention: cfg.EventRetention,
 	}, s.store, streams, m, d.Logger.With("component", "outbox"))
+	s.store.OnCommit(s.outbox.PublishCommitted)
 	limiter := ratelimit.New(s.rdb, ratelimit.Config{
 		Rate: cfg.OrderRate, Key: rediskey.OrderRate, Limited: m.OrdersRateLimited, FailOpen: m.RateLimitFailOpen,
 		Logger: d.Logger.With("component", "ratelimit"),

@@ -36,15 +36,39 @@ const maxGroup = 128
 // Several committers may run at once (PostgreSQL). Each sorts its group by
 // merchant before writing, so every transaction takes merchant row locks in
 // the same order and two groups cannot deadlock on them.
+//
+// Each committer hands its committed groups to a publisher goroutine of
+// its own, which publishes their events (Store.OnCommit) and only then
+// answers their requests, so an order's frame is on its way before its
+// 201. The committer does not wait for Redis: it hands the group over and
+// writes the next. Groups queued while a publish ran go out together in
+// the next one; one committer's groups hold each merchant's events in seq
+// order, so its publisher sends them in that order.
 type groupCommit struct {
 	s    *Store
 	reqs chan *createReq // never closed
 	stop chan struct{}   // closed by close
-	wg   sync.WaitGroup  // the committers
+	wg   sync.WaitGroup  // the committers and their publishers
 	once sync.Once
 	// write stores a sorted group in one transaction, filling res.
 	write func(ctx context.Context, batch []*createReq, res []createRes)
 }
+
+// committedGroup is a group whose transaction has ended; res holds each
+// request's answer.
+type committedGroup struct {
+	batch []*createReq
+	res   []createRes
+}
+
+// publishQueue bounds the committed groups waiting for the publisher.
+// When it is full (Redis slower than the database), the committer answers
+// a group itself and leaves its events to the outbox relay rather than
+// hold the writer.
+const publishQueue = 16
+
+// maxPublish bounds the events of the groups one publish takes together.
+const maxPublish = 1024
 
 type createReq struct {
 	ctx   context.Context
@@ -63,7 +87,9 @@ type createRes struct {
 func newGroupCommit(s *Store, committers int, write func(context.Context, []*createReq, []createRes)) *groupCommit {
 	g := &groupCommit{s: s, reqs: make(chan *createReq), stop: make(chan struct{}), write: write}
 	for range committers {
-		g.wg.Go(g.run)
+		committed := make(chan committedGroup, publishQueue)
+		g.wg.Go(func() { g.run(committed) })
+		g.wg.Go(func() { g.publishLoop(committed) })
 	}
 	return g
 }
@@ -87,7 +113,10 @@ func (g *groupCommit) create(ctx context.Context, in NewOrder, frame FrameFunc) 
 	return res.o, res.ev, nil
 }
 
-func (g *groupCommit) run() {
+// run writes groups and hands them to committed, which it closes when it
+// stops.
+func (g *groupCommit) run(committed chan<- committedGroup) {
+	defer close(committed)
 	for {
 		var batch []*createReq
 		select {
@@ -105,12 +134,12 @@ func (g *groupCommit) run() {
 				break collect
 			}
 		}
-		g.commit(batch)
+		g.commit(batch, committed)
 	}
 }
 
 // commit runs batch in one transaction and answers every request.
-func (g *groupCommit) commit(batch []*createReq) {
+func (g *groupCommit) commit(batch []*createReq, committed chan<- committedGroup) {
 	// One lock order for every group: see groupCommit.
 	slices.SortStableFunc(batch, func(a, b *createReq) int { return strings.Compare(a.in.MerchantID, b.in.MerchantID) })
 	res := make([]createRes, len(batch))
@@ -119,8 +148,52 @@ func (g *groupCommit) commit(batch []*createReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	g.write(ctx, batch, res)
+	select {
+	case committed <- committedGroup{batch: batch, res: res}:
+	default:
+		answer(batch, res)
+	}
+}
+
+func answer(batch []*createReq, res []createRes) {
 	for i, r := range batch {
 		r.res <- res[i]
+	}
+}
+
+// publishLoop publishes the events of the groups from committed, in the
+// order they were queued, and answers their requests.
+func (g *groupCommit) publishLoop(committed <-chan committedGroup) {
+	for c := range committed {
+		groups := []committedGroup{c}
+		n := len(c.batch)
+	collect:
+		for n < maxPublish {
+			select {
+			case c, ok := <-committed:
+				if !ok {
+					break collect
+				}
+				groups = append(groups, c)
+				n += len(c.batch)
+			default:
+				break collect
+			}
+		}
+		if publish := g.s.publish.Load(); publish != nil {
+			evs := make([]Event, 0, n)
+			for _, c := range groups {
+				for _, r := range c.res {
+					if r.err == nil {
+						evs = append(evs, r.ev)
+					}
+				}
+			}
+			(*publish)(context.Background(), evs)
+		}
+		for _, c := range groups {
+			answer(c.batch, c.res)
+		}
 	}
 }
 
@@ -171,7 +244,8 @@ func (s *Store) savepoint(ctx context.Context, tx *sqlx.Tx, r *createReq) (o wir
 	return o, ev, nil, nil
 }
 
-// close stops the committers after the groups in progress.
+// close stops the committers after the groups in progress, and the
+// publishers after their publish.
 func (g *groupCommit) close() {
 	g.once.Do(func() { close(g.stop) })
 	g.wg.Wait()

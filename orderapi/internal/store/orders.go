@@ -72,9 +72,10 @@ func msTime(ms sql.NullInt64) *time.Time {
 func (s *Store) now() time.Time { return s.opt.Now().UTC().Truncate(time.Millisecond) }
 
 // CreateOrder stores the order, bumps its merchant's seq and pending, and
-// writes the "order" event built by frame, in one transaction. It returns
-// the order and the event to publish after the commit. Concurrent calls
-// share one commit (see groupCommit); each order is still all or nothing.
+// writes the "order" event built by frame, in one transaction. Concurrent
+// calls share one commit (see groupCommit); each order is still all or
+// nothing. It returns the order and its event once the event has been
+// through the OnCommit function.
 func (s *Store) CreateOrder(ctx context.Context, in NewOrder, frame FrameFunc) (wire.Order, Event, error) {
 	if s.group != nil {
 		return s.group.create(ctx, in, frame)

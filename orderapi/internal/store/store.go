@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -83,7 +84,8 @@ type Store struct {
 	q       queries
 	aq      alertQueries
 	group   *groupCommit // shared commits for CreateOrder
-	prep    prepared     // SQLite: the order path's statements, compiled once
+	publish atomic.Pointer[PublishCommittedFunc]
+	prep    prepared // SQLite: the order path's statements, compiled once
 }
 
 // ParseURL splits DATABASE_URL into a dialect and a driver DSN:
@@ -256,6 +258,17 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// PublishCommittedFunc publishes the events of orders just committed,
+// before their CreateOrder calls return. It cannot fail: what it does not
+// publish stays unpublished in the event log for the outbox relay. It must
+// return within its own deadline, as every order of its groups waits for
+// it.
+type PublishCommittedFunc func(ctx context.Context, evs []Event)
+
+// OnCommit sets the function that publishes each group commit's events.
+// Until it is set, committed events are left to the relay.
+func (s *Store) OnCommit(publish PublishCommittedFunc) { s.publish.Store(&publish) }
 
 // Dialect reports the database in use.
 func (s *Store) Dialect() Dialect { return s.dialect }
