@@ -229,6 +229,7 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	}
 	var floor, scriptFloor *Summary
 	if cfg.Floor && e.Redis != nil {
+		restore := holdGC()
 		// The raw floor, then the same frames through the publish script,
 		// both before any socket is open: the script's own cost.
 		for _, script := range []bool{false, true} {
@@ -249,6 +250,7 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 				r.Notef("%s schedule slipped: %d publishes >1ms late, max %s", name, fr.Pace.LateJobs, fr.Pace.MaxLag)
 			}
 		}
+		restore()
 	}
 	// Receipts only in HTTP mode (frames published straight to Redis are
 	// no orders of the order API, which would refuse every ack) and over
@@ -274,12 +276,15 @@ func Latency(ctx context.Context, e *Env, cfg LatencyConfig, run int) (*Report, 
 	if err != nil {
 		return r, err
 	}
-	cpu, sched := e.startCPU(), startSched()
+	restore := holdGC()
+	cpu, sched, gc0 := e.startCPU(), startSched(), gcCycles()
 	pr, err := runFlow(ctx, e, fl, flow, cfg.Rate, cfg.Duration, cfg.Workers, cfg.Drain, fmt.Sprintf("latency-%s-run%d", r.Variant, run))
 	cpu.addCPU(r, "")
-	sq := sched.quantiles(0.99, 0.999)
+	sq, gcs := sched.quantiles(0.99, 0.999), gcCycles()-gc0
+	restore()
 	r.Add("loadgen_sched_p99", ms(sq[0]), "ms")
 	r.Add("loadgen_sched_p99.9", ms(sq[1]), "ms")
+	r.Add("loadgen_gc_cycles", float64(gcs), "")
 	tapLat := tap.stop(flow)
 	if err != nil {
 		return r, err

@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"math"
+	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"time"
 )
@@ -62,4 +64,33 @@ func histQuantiles(buckets []float64, counts []uint64, qs ...float64) []time.Dur
 		}
 	}
 	return out
+}
+
+// gcHeadroom is how much the load generator's heap may grow during a
+// measured phase before its collector runs anyway.
+const gcHeadroom = 512 << 20
+
+// holdGC keeps the load generator's own collector out of a measured
+// latency phase: it collects once, then not again unless the heap grows by
+// gcHeadroom, until the returned func restores the settings. The load
+// generator runs on the cores of the stack it measures, and its
+// collector's stops and mark work would show as latency of the stack, in
+// the floors and the full path alike. gcCycles tells how many ran anyway.
+func holdGC() (restore func()) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	limit := debug.SetMemoryLimit(int64(ms.HeapAlloc) + gcHeadroom)
+	percent := debug.SetGCPercent(-1)
+	return func() {
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	}
+}
+
+// gcCycles is the number of collections the load generator has completed.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

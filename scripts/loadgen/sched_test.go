@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"math"
+	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 )
@@ -29,4 +31,32 @@ func TestHistQuantiles(t *testing.T) {
 	if q := m.quantiles(0.99); len(q) != 1 || q[0] < 0 {
 		t.Fatalf("runtime quantiles %v", q)
 	}
+}
+
+// TestHoldGC: no collection while held, however much is allocated (well
+// under the headroom), and the settings come back after.
+func TestHoldGC(t *testing.T) {
+	percent, limit := gcSettings()
+	restore := holdGC()
+	n := gcCycles()
+	var keep [][]byte
+	for range 64 {
+		keep = append(keep, make([]byte, 1<<20)) // 64 MiB: many times the heap goal of a default collector here
+	}
+	got := gcCycles() - n
+	restore()
+	runtime.KeepAlive(keep)
+	if got != 0 {
+		t.Fatalf("%d collections while held", got)
+	}
+	if p, l := gcSettings(); p != percent || l != limit {
+		t.Fatalf("after restore GC percent %d, memory limit %d; want %d, %d", p, l, percent, limit)
+	}
+}
+
+// gcSettings reads the GC percent and the memory limit.
+func gcSettings() (percent int, limit int64) {
+	percent = debug.SetGCPercent(-1)
+	debug.SetGCPercent(percent)
+	return percent, debug.SetMemoryLimit(-1) // a negative limit only reads it
 }
