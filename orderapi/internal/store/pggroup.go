@@ -15,8 +15,10 @@ import (
 )
 
 // pgCommitters is how many groups PostgreSQL writes at once. While one
-// group waits for its commit's WAL flush the next is already being sent;
-// more than two only queue on the same merchant rows.
+// group waits for its commit's WAL flush the next is already being sent.
+// Four took 1.17x the closed-loop orders per second of two, but their
+// smaller groups cost 1.16x the CPU per order (scripts/BENCHMARKS.md,
+// issue 13).
 const pgCommitters = 2
 
 // pgGroup stores a group on PostgreSQL in one transaction sent as two
