@@ -71,6 +71,7 @@ type orderFlow struct {
 
 	sendAt    []atomic.Int64 // job index -> Env.Now() just before the request
 	published []atomic.Int64 // per merchant: successful publishes (= its last seq)
+	turns     []turn         // per merchant, Redis mode: its frames leave one after another
 	failed    atomic.Int64
 	errMu     sync.Mutex
 	errs      map[string]int
@@ -94,6 +95,12 @@ func newOrderFlow(e *Env, mode string, merchants []string, total, members int) (
 	}
 	f := &orderFlow{e: e, mode: mode, merchants: merchants, sendAt: make([]atomic.Int64, total),
 		published: make([]atomic.Int64, len(merchants)), errs: map[string]int{}}
+	if mode == ModeRedis {
+		f.turns = make([]turn, len(merchants))
+		for i := range f.turns {
+			f.turns[i].cond.L = &f.turns[i].mu
+		}
+	}
 	if mode == ModeHTTP {
 		for i := range members {
 			t, err := token.Mint(e.Secret, token.RoleMember, e.UserID(i), 6*time.Hour)
@@ -107,8 +114,11 @@ func newOrderFlow(e *Env, mode string, merchants []string, total, members int) (
 }
 
 // send is job i: merchant i % M. In Redis mode its seq is i/M + 1, so a
-// receipt (merchant, seq) names the job without a lookup; the pacing keeps
-// one merchant's frames a whole round apart, so they leave in seq order.
+// receipt (merchant, seq) names the job without a lookup, and it waits for
+// the merchant's previous publish to return, so a merchant's frames reach
+// Redis in seq order even when a loaded machine stalls one publisher for
+// longer than the round of merchants that separates them. The time is
+// taken after that wait: it is the load generator's, not the stack's.
 func (f *orderFlow) send(ctx context.Context, i int) {
 	m := i % len(f.merchants)
 	id := f.merchants[m]
@@ -118,10 +128,12 @@ func (f *orderFlow) send(ctx context.Context, i int) {
 	switch f.mode {
 	case ModeRedis:
 		seq := uint64(i/len(f.merchants) + 1)
+		f.turns[m].wait(seq)
 		fr := OrderFrame(id, seq, time.Now())
 		t0 = f.e.Now()
 		f.sendAt[i].Store(int64(t0))
 		_, err = f.e.Stream.Publish(ctx, id, seq, int64(seq), fr)
+		f.turns[m].finish(seq)
 	case ModeHTTP:
 		f.sendAt[i].Store(int64(t0))
 		var no string
@@ -142,6 +154,32 @@ func (f *orderFlow) send(ctx context.Context, i int) {
 	f.reqMu.Lock()
 	f.reqLat.Add(d)
 	f.reqMu.Unlock()
+}
+
+// turn orders one merchant's publishes by seq. The job of seq s was handed
+// out after that of s-1, which therefore runs or has run: a wait always
+// ends.
+type turn struct {
+	mu   sync.Mutex
+	cond sync.Cond // L is mu
+	done uint64    // the last seq whose publish returned
+}
+
+// wait returns once the publish of seq-1 has returned.
+func (t *turn) wait(seq uint64) {
+	t.mu.Lock()
+	for t.done+1 < seq {
+		t.cond.Wait()
+	}
+	t.mu.Unlock()
+}
+
+// finish lets seq+1 go.
+func (t *turn) finish(seq uint64) {
+	t.mu.Lock()
+	t.done = seq
+	t.mu.Unlock()
+	t.cond.Broadcast()
 }
 
 // total is the number of successful publishes.
