@@ -103,7 +103,7 @@ func (a *api) serve(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		rid := c.Request().Header.Get(echo.HeaderXRequestID)
-		if rid == "" {
+		if !validRequestID(rid) {
 			rid = newRequestID()
 		}
 		c.Response().Header().Set(echo.HeaderXRequestID, rid)
@@ -174,6 +174,23 @@ func (a *api) gate(next echo.HandlerFunc) echo.HandlerFunc {
 		req.Body = http.MaxBytesReader(c.Response().Writer, req.Body, MaxBody)
 		return next(c)
 	}
+}
+
+// validRequestID reports whether a caller's X-Request-Id may be kept: it
+// goes into our answer and every log line of the request, so it is bounded
+// and plain (1-128 of A-Z a-z 0-9 . _ : -); anything else is replaced.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := range len(id) {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // newRequestID is 32 random hex digits. It names a request in logs, so

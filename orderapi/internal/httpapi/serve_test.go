@@ -52,6 +52,16 @@ func TestRequestID(t *testing.T) {
 	if got := get("trace-42"); got != "trace-42" {
 		t.Errorf("X-Request-Id %q; want the caller's trace-42", got)
 	}
+	// A caller's id that is not plain or too long is replaced, not echoed
+	// into our answer and logs.
+	for _, bad := range []string{"a b", "x\"y", "<script>", strings.Repeat("a", 129), "ü"} {
+		if got := get(bad); got == bad || !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(got) {
+			t.Errorf("X-Request-Id %q answered with %q; want a fresh id", bad, got)
+		}
+	}
+	if long := strings.Repeat("a", 128); get(long) != long {
+		t.Errorf("a 128-character id was not kept")
+	}
 	a, b := get(""), get("")
 	if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(a) || a == b {
 		t.Errorf("fresh ids %q and %q; want two different 32-digit hex ids", a, b)
