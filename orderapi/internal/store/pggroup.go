@@ -168,8 +168,8 @@ func (s *Store) pipelineGroup(ctx context.Context, pc *pgx.Conn, batch []*create
 			// names exactly one order.
 			o.OrderNo = ""
 			for range maxOrderNoTries {
-				if no := s.opt.NewOrderNo(o.UserID, o.CreatedAt); !drawn[no] {
-					o.OrderNo = no
+				if number := s.opt.NewOrderNo(o.UserID, o.CreatedAt); !drawn[number] {
+					o.OrderNo = number
 					break
 				}
 			}
