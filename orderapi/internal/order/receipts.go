@@ -202,26 +202,27 @@ func (s *Service) Seen(ctx context.Context, c Caller, orderNo string) (wire.Orde
 // tokens only) in one transaction, as Ack and Seen would one by one: an
 // ack above its merchant's seq and a seen of an order that is not the
 // named merchant's (or of no order) are skipped and counted. It returns
-// the counts and the order.seen events to publish.
-func (s *Service) Receipts(ctx context.Context, c Caller, body []byte) (wire.ReceiptResult, []store.Event, error) {
+// the counts once the order.seen events are published (or left to the
+// outbox relay, store.OnCommit).
+func (s *Service) Receipts(ctx context.Context, c Caller, body []byte) (wire.ReceiptResult, error) {
 	if c.Role != token.RoleService {
-		return wire.ReceiptResult{}, nil, forbidden("only a service may send receipts in batches")
+		return wire.ReceiptResult{}, forbidden("only a service may send receipts in batches")
 	}
 	b, err := ParseReceipts(body)
 	if err != nil {
-		return wire.ReceiptResult{}, nil, err
+		return wire.ReceiptResult{}, err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	r, err := s.d.Store.ApplyReceipts(ctx, b.Acks, b.Seen, seenFrame)
 	if err != nil {
-		return wire.ReceiptResult{}, nil, unavailable("database", err)
+		return wire.ReceiptResult{}, unavailable("database", err)
 	}
 	s.observe(r.Delivered, r.FirstSeen)
 	return wire.ReceiptResult{
 		Acks: wire.ReceiptCounts{Applied: len(b.Acks) - r.AcksSkipped, Skipped: r.AcksSkipped},
 		Seen: wire.ReceiptCounts{Applied: r.SeenApplied, Skipped: r.SeenSkipped},
-	}, r.Events, nil
+	}, nil
 }
 
 // observe feeds the receipt histograms: placed to delivered for the orders

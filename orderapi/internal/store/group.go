@@ -46,19 +46,19 @@ const maxGroup = 128
 // order, so its publisher sends them in that order.
 type groupCommit struct {
 	s    *Store
-	reqs chan *createReq // never closed
-	stop chan struct{}   // closed by close
-	wg   sync.WaitGroup  // the committers and their publishers
+	reqs chan *groupReq // never closed
+	stop chan struct{}  // closed by close
+	wg   sync.WaitGroup // the committers and their publishers
 	once sync.Once
 	// write stores a sorted group in one transaction, filling res.
-	write func(ctx context.Context, batch []*createReq, res []createRes)
+	write func(ctx context.Context, batch []*groupReq, res []groupRes)
 }
 
 // committedGroup is a group whose transaction has ended; res holds each
 // request's answer.
 type committedGroup struct {
-	batch []*createReq
-	res   []createRes
+	batch []*groupReq
+	res   []groupRes
 }
 
 // publishQueue bounds the committed groups waiting for the publisher.
@@ -70,22 +70,42 @@ const publishQueue = 16
 // maxPublish bounds the events of the groups one publish takes together.
 const maxPublish = 1024
 
-type createReq struct {
-	ctx   context.Context
-	in    NewOrder
-	frame FrameFunc
-	res   chan createRes // buffered 1; answered exactly once
+// groupReq is an order to create or, with receipts set, a receipts batch
+// to apply.
+type groupReq struct {
+	ctx      context.Context
+	in       NewOrder
+	receipts *receiptsReq
+	frame    FrameFunc
+	res      chan groupRes // buffered 1; answered exactly once
 }
 
-type createRes struct {
-	o   wire.Order
-	ev  Event
-	err error
+type receiptsReq struct {
+	acks []wire.AckReceipt
+	seen []wire.SeenReceipt
+}
+
+type groupRes struct {
+	o        wire.Order
+	ev       Event
+	receipts BatchResult
+	err      error
+}
+
+// events are what r committed, given its result res.
+func (r *groupReq) events(res groupRes) []Event {
+	switch {
+	case res.err != nil:
+		return nil
+	case r.receipts != nil:
+		return res.receipts.Events
+	}
+	return []Event{res.ev}
 }
 
 // newGroupCommit starts committers goroutines that store groups with write.
-func newGroupCommit(s *Store, committers int, write func(context.Context, []*createReq, []createRes)) *groupCommit {
-	g := &groupCommit{s: s, reqs: make(chan *createReq), stop: make(chan struct{}), write: write}
+func newGroupCommit(s *Store, committers int, write func(context.Context, []*groupReq, []groupRes)) *groupCommit {
+	g := &groupCommit{s: s, reqs: make(chan *groupReq), stop: make(chan struct{}), write: write}
 	for range committers {
 		committed := make(chan committedGroup, publishQueue)
 		g.wg.Go(func() { g.run(committed) })
@@ -94,23 +114,19 @@ func newGroupCommit(s *Store, committers int, write func(context.Context, []*cre
 	return g
 }
 
-// create hands the order to the committer and waits for its answer. Once
-// handed over it waits even if ctx ends, so the caller never reports a
-// failure for an order that was committed.
-func (g *groupCommit) create(ctx context.Context, in NewOrder, frame FrameFunc) (wire.Order, Event, error) {
-	r := &createReq{ctx: ctx, in: in, frame: frame, res: make(chan createRes, 1)}
+// do hands r to a committer and waits for its answer. Once handed over it
+// waits even if ctx ends, so the caller never reports a failure for
+// something that was committed.
+func (g *groupCommit) do(ctx context.Context, r *groupReq) groupRes {
+	r.ctx, r.res = ctx, make(chan groupRes, 1)
 	select {
 	case g.reqs <- r:
 	case <-ctx.Done():
-		return wire.Order{}, Event{}, fmt.Errorf("create order: %w", ctx.Err())
+		return groupRes{err: ctx.Err()}
 	case <-g.stop:
-		return wire.Order{}, Event{}, fmt.Errorf("create order: %w", ErrClosed)
+		return groupRes{err: ErrClosed}
 	}
-	res := <-r.res
-	if res.err != nil {
-		return wire.Order{}, Event{}, fmt.Errorf("create order: %w", res.err)
-	}
-	return res.o, res.ev, nil
+	return <-r.res
 }
 
 // run writes groups and hands them to committed, which it closes when it
@@ -118,7 +134,7 @@ func (g *groupCommit) create(ctx context.Context, in NewOrder, frame FrameFunc) 
 func (g *groupCommit) run(committed chan<- committedGroup) {
 	defer close(committed)
 	for {
-		var batch []*createReq
+		var batch []*groupReq
 		select {
 		case r := <-g.reqs:
 			batch = append(batch, r)
@@ -139,10 +155,10 @@ func (g *groupCommit) run(committed chan<- committedGroup) {
 }
 
 // commit runs batch in one transaction and answers every request.
-func (g *groupCommit) commit(batch []*createReq, committed chan<- committedGroup) {
+func (g *groupCommit) commit(batch []*groupReq, committed chan<- committedGroup) {
 	// One lock order for every group: see groupCommit.
-	slices.SortStableFunc(batch, func(a, b *createReq) int { return strings.Compare(a.in.MerchantID, b.in.MerchantID) })
-	res := make([]createRes, len(batch))
+	slices.SortStableFunc(batch, func(a, b *groupReq) int { return strings.Compare(a.in.MerchantID, b.in.MerchantID) })
+	res := make([]groupRes, len(batch))
 	// The requests' own contexts may end mid-group; the group's deadline is
 	// its own so that one leaving client cannot abort the others.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -155,7 +171,7 @@ func (g *groupCommit) commit(batch []*createReq, committed chan<- committedGroup
 	}
 }
 
-func answer(batch []*createReq, res []createRes) {
+func answer(batch []*groupReq, res []groupRes) {
 	for i, r := range batch {
 		r.res <- res[i]
 	}
@@ -180,68 +196,67 @@ func (g *groupCommit) publishLoop(committed <-chan committedGroup) {
 				break collect
 			}
 		}
-		if publish := g.s.publish.Load(); publish != nil {
-			evs := make([]Event, 0, n)
-			for _, c := range groups {
-				for _, r := range c.res {
-					if r.err == nil {
-						evs = append(evs, r.ev)
-					}
-				}
+		evs := make([]Event, 0, n)
+		for _, c := range groups {
+			for i, r := range c.batch {
+				evs = append(evs, r.events(c.res[i])...)
 			}
-			(*publish)(context.Background(), evs)
 		}
+		g.s.publishCommitted(evs)
 		for _, c := range groups {
 			answer(c.batch, c.res)
 		}
 	}
 }
 
-// savepointGroup stores batch in one transaction, each order under its own
-// savepoint, and sets res. Any order failing alone gets its own error; a
-// failing transaction fails all of them.
-func (s *Store) savepointGroup(ctx context.Context, batch []*createReq, res []createRes) {
+// savepointGroup stores batch in one transaction, each request under its
+// own savepoint, and sets res. Any request failing alone gets its own
+// error; a failing transaction fails all of them.
+func (s *Store) savepointGroup(ctx context.Context, batch []*groupReq, res []groupRes) {
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		for i, r := range batch {
 			if err := r.ctx.Err(); err != nil {
 				res[i].err = err // not started: nothing of it is written
 				continue
 			}
-			var fatal error
-			res[i].o, res[i].ev, res[i].err, fatal = s.savepoint(ctx, tx, r)
-			if fatal != nil {
-				return fatal // the transaction is in an unknown state: keep none of it
+			if err := s.savepoint(ctx, tx, r, &res[i]); err != nil {
+				return err // the transaction is in an unknown state: keep none of it
 			}
 		}
 		return nil
 	})
 	for i := range batch {
 		if err != nil && res[i].err == nil {
-			res[i] = createRes{err: err}
+			res[i] = groupRes{err: err}
 		}
 	}
 }
 
-// savepoint runs one order of a group under its own savepoint. err fails
-// this order alone; fatal means the savepoint could not be undone and the
-// whole group must roll back.
-func (s *Store) savepoint(ctx context.Context, tx *sqlx.Tx, r *createReq) (o wire.Order, ev Event, err, fatal error) {
+// savepoint runs one request of a group under its own savepoint and sets
+// res; res.err fails this request alone. An error returned means the
+// savepoint could not be undone and the whole group must roll back.
+func (s *Store) savepoint(ctx context.Context, tx *sqlx.Tx, r *groupReq, res *groupRes) error {
 	if _, err := s.txExec(ctx, tx, savepointOne); err != nil {
-		return wire.Order{}, Event{}, nil, fmt.Errorf("savepoint: %w", err)
+		return fmt.Errorf("savepoint: %w", err)
 	}
-	o, ev, err = s.createInTx(ctx, tx, r.in, r.frame)
+	var err error
+	if r.receipts != nil {
+		res.receipts, err = s.receiptsTx(ctx, tx, s.now(), r.receipts.acks, r.receipts.seen, r.frame)
+	} else {
+		res.o, res.ev, err = s.createInTx(ctx, tx, r.in, r.frame)
+	}
 	if err != nil {
 		if _, rerr := s.txExec(ctx, tx, rollbackOne); rerr != nil {
-			return wire.Order{}, Event{}, nil, errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
+			return errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
 		}
 	}
 	if _, rerr := s.txExec(ctx, tx, releaseOne); rerr != nil {
-		return wire.Order{}, Event{}, nil, fmt.Errorf("release savepoint: %w", rerr)
+		return fmt.Errorf("release savepoint: %w", rerr)
 	}
 	if err != nil {
-		return wire.Order{}, Event{}, err, nil
+		*res = groupRes{err: err}
 	}
-	return o, ev, nil, nil
+	return nil
 }
 
 // close stops the committers after the groups in progress, and the

@@ -78,7 +78,11 @@ func (s *Store) now() time.Time { return s.opt.Now().UTC().Truncate(time.Millise
 // through the OnCommit function.
 func (s *Store) CreateOrder(ctx context.Context, in NewOrder, frame FrameFunc) (wire.Order, Event, error) {
 	if s.group != nil {
-		return s.group.create(ctx, in, frame)
+		res := s.group.do(ctx, &groupReq{in: in, frame: frame})
+		if res.err != nil {
+			return wire.Order{}, Event{}, fmt.Errorf("create order: %w", res.err)
+		}
+		return res.o, res.ev, nil
 	}
 	var (
 		o  wire.Order

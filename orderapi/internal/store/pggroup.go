@@ -39,7 +39,7 @@ const pgCommitters = 2
 // written again by savepointGroup, where a bad order fails alone. When the
 // outcome is uncertain (the connection broke around COMMIT) every order of
 // the group fails, as a lone transaction's would.
-func (s *Store) pgGroup(ctx context.Context, batch []*createReq, res []createRes) {
+func (s *Store) pgGroup(ctx context.Context, batch []*groupReq, res []groupRes) {
 	live := make([]int, 0, len(batch))
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -79,8 +79,8 @@ func (s *Store) pgGroup(ctx context.Context, batch []*createReq, res []createRes
 		return
 	}
 	if retry {
-		sub := make([]*createReq, len(live))
-		subRes := make([]createRes, len(live))
+		sub := make([]*groupReq, len(live))
+		subRes := make([]groupRes, len(live))
 		for j, i := range live {
 			sub[j] = batch[i]
 		}
@@ -91,7 +91,7 @@ func (s *Store) pgGroup(ctx context.Context, batch []*createReq, res []createRes
 		return
 	}
 	for _, i := range live {
-		res[i] = createRes{err: err}
+		res[i] = groupRes{err: err}
 	}
 }
 
@@ -124,7 +124,7 @@ const (
 // pipelineGroup writes and commits the live orders of batch on pc. retry
 // reports that a failure left nothing committed, so the group may be
 // written again.
-func (s *Store) pipelineGroup(ctx context.Context, pc *pgx.Conn, batch []*createReq, live []int, res []createRes) (retry bool, err error) {
+func (s *Store) pipelineGroup(ctx context.Context, pc *pgx.Conn, batch []*groupReq, live []int, res []groupRes) (retry bool, err error) {
 	// A merchant's orders are contiguous in the sorted batch: the last of
 	// them gets the merchant's new seq, each earlier one a seq less.
 	var ids []string

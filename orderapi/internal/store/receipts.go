@@ -86,49 +86,71 @@ type BatchResult struct {
 // a seen whose order does not exist or belongs to another merchant than
 // the one it names: skips write nothing and do not fail the batch. Items
 // are applied in merchant order, so that concurrent batches take the
-// merchants' rows in the same order.
+// merchants' rows in the same order. It returns once the order.seen
+// events have been through the OnCommit function.
+//
+// On SQLite the batch rides in the orders' group commit, under its own
+// savepoint: the single writer then carries orders and receipts in one
+// transaction instead of making each wait for the other's. On PostgreSQL
+// it is a transaction of its own: a group's merchant rows are locked in
+// merchant order, and a batch's, spanning many merchants, would break that
+// order.
 func (s *Store) ApplyReceipts(ctx context.Context, acks []wire.AckReceipt, seen []wire.SeenReceipt, frame FrameFunc) (BatchResult, error) {
 	acks = slices.SortedStableFunc(slices.Values(acks), func(a, b wire.AckReceipt) int { return cmp.Compare(a.MerchantID, b.MerchantID) })
 	seen = slices.SortedStableFunc(slices.Values(seen), func(a, b wire.SeenReceipt) int { return cmp.Compare(a.MerchantID, b.MerchantID) })
+	if s.dialect == SQLite {
+		res := s.group.do(ctx, &groupReq{receipts: &receiptsReq{acks: acks, seen: seen}, frame: frame})
+		if res.err != nil {
+			return BatchResult{}, fmt.Errorf("receipts batch: %w", res.err)
+		}
+		return res.receipts, nil
+	}
 	var res BatchResult
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		res = BatchResult{}
-		now := s.now()
-		for _, a := range acks {
-			d, _, err := s.ackTx(ctx, tx, now, a.MerchantID, a.Seq)
-			if errors.Is(err, ErrSeqAhead) {
-				res.AcksSkipped++
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			res.Delivered = append(res.Delivered, d...)
-		}
-		for _, r := range seen {
-			var row orderRow
-			err := tx.GetContext(ctx, &row, s.q.getOrder, r.OrderNo)
-			if errors.Is(err, sql.ErrNoRows) || (err == nil && row.order().MerchantID != r.MerchantID) {
-				res.SeenSkipped++
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("get order %s: %w", r.OrderNo, err)
-			}
-			o, ev, first, err := s.transitionTx(ctx, tx, now, r.OrderNo, s.q.seenOrder, s.q.bumpSeq, seenArgs(r.OrderNo), frame)
-			if err != nil {
-				return fmt.Errorf("seen order %s: %w", r.OrderNo, err)
-			}
-			res.SeenApplied++
-			if first {
-				res.FirstSeen = append(res.FirstSeen, o)
-				res.Events = append(res.Events, ev)
-			}
-		}
-		return nil
+		var err error
+		res, err = s.receiptsTx(ctx, tx, s.now(), acks, seen, frame)
+		return err
 	})
 	if err != nil {
 		return BatchResult{}, fmt.Errorf("receipts batch: %w", err)
+	}
+	s.publishCommitted(res.Events)
+	return res, nil
+}
+
+// receiptsTx applies a sorted batch inside tx, at now.
+func (s *Store) receiptsTx(ctx context.Context, tx *sqlx.Tx, now time.Time, acks []wire.AckReceipt, seen []wire.SeenReceipt, frame FrameFunc) (BatchResult, error) {
+	var res BatchResult
+	for _, a := range acks {
+		d, _, err := s.ackTx(ctx, tx, now, a.MerchantID, a.Seq)
+		if errors.Is(err, ErrSeqAhead) {
+			res.AcksSkipped++
+			continue
+		}
+		if err != nil {
+			return BatchResult{}, err
+		}
+		res.Delivered = append(res.Delivered, d...)
+	}
+	for _, r := range seen {
+		var row orderRow
+		err := tx.GetContext(ctx, &row, s.q.getOrder, r.OrderNo)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && row.order().MerchantID != r.MerchantID) {
+			res.SeenSkipped++
+			continue
+		}
+		if err != nil {
+			return BatchResult{}, fmt.Errorf("get order %s: %w", r.OrderNo, err)
+		}
+		o, ev, first, err := s.transitionTx(ctx, tx, now, r.OrderNo, s.q.seenOrder, s.q.bumpSeq, seenArgs(r.OrderNo), frame)
+		if err != nil {
+			return BatchResult{}, fmt.Errorf("seen order %s: %w", r.OrderNo, err)
+		}
+		res.SeenApplied++
+		if first {
+			res.FirstSeen = append(res.FirstSeen, o)
+			res.Events = append(res.Events, ev)
+		}
 	}
 	return res, nil
 }

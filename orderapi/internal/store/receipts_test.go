@@ -64,3 +64,21 @@ func TestApplyReceiptsAtomic(t *testing.T) {
 		}
 	})
 }
+
+// A batch returns after its order.seen events went through the OnCommit
+// function, like an order's event.
+func TestApplyReceiptsPublishesBeforeReturn(t *testing.T) {
+	each(t, func(t *testing.T, url string) {
+		s := open(t, url, store.Options{})
+		a, _ := create(t, s, "m1", "u1")
+		var published atomic.Pointer[[]store.Event]
+		s.OnCommit(func(_ context.Context, evs []store.Event) { published.Store(&evs) })
+		res, err := s.ApplyReceipts(t.Context(), nil, []wire.SeenReceipt{{MerchantID: "m1", OrderNo: a.OrderNo}}, frame(wire.EventOrderSeen))
+		if err != nil || len(res.Events) != 1 {
+			t.Fatalf("result %+v, %v", res, err)
+		}
+		if evs := published.Load(); evs == nil || len(*evs) != 1 || (*evs)[0] != res.Events[0] {
+			t.Fatalf("published %v before the batch returned; want its order.seen %+v", evs, res.Events[0])
+		}
+	})
+}

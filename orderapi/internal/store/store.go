@@ -84,8 +84,9 @@ type Store struct {
 	q       queries
 	aq      alertQueries
 	group   *groupCommit // shared commits for CreateOrder
+	prep    prepared     // SQLite: the order path's statements, compiled once
+	// publish is OnCommit's function.
 	publish atomic.Pointer[PublishCommittedFunc]
-	prep    prepared // SQLite: the order path's statements, compiled once
 }
 
 // ParseURL splits DATABASE_URL into a dialect and a driver DSN:
@@ -259,8 +260,8 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// PublishCommittedFunc publishes the events of orders just committed,
-// before their CreateOrder calls return. It cannot fail: what it does not
+// PublishCommittedFunc publishes the events just committed by CreateOrder
+// or ApplyReceipts, before they return. It cannot fail: what it does not
 // publish stays unpublished in the event log for the outbox relay. It must
 // return within its own deadline, as every order of its groups waits for
 // it.
@@ -269,6 +270,13 @@ type PublishCommittedFunc func(ctx context.Context, evs []Event)
 // OnCommit sets the function that publishes each group commit's events.
 // Until it is set, committed events are left to the relay.
 func (s *Store) OnCommit(publish PublishCommittedFunc) { s.publish.Store(&publish) }
+
+// publishCommitted hands committed events to the OnCommit function.
+func (s *Store) publishCommitted(evs []Event) {
+	if publish := s.publish.Load(); publish != nil && len(evs) > 0 {
+		(*publish)(context.Background(), evs)
+	}
+}
 
 // Dialect reports the database in use.
 func (s *Store) Dialect() Dialect { return s.dialect }
