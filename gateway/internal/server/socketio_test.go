@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,9 +36,15 @@ type sioWS struct {
 // token in auth; it returns the client and the CONNECT's answer.
 func sioConnect(t *testing.T, base, tok string) (*sioWS, string) {
 	t.Helper()
+	return sioConnectWith(t, base, tok, nil)
+}
+
+// sioConnectWith is sioConnect with the websocket's dial options.
+func sioConnectWith(t *testing.T, base, tok string, opts *websocket.DialOptions) (*sioWS, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/socket.io/?EIO=4&transport=websocket", nil)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/socket.io/?EIO=4&transport=websocket", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +160,78 @@ func TestSocketIOLimits(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestSocketIOSlowConsumer: a socket.io client over websocket that reads
+// nothing while events back up is a slow consumer, counted once: when it
+// reads again it gets whole events in order (the gathered writes never cut
+// one), then the Engine.IO session's close.
+func TestSocketIOSlowConsumer(t *testing.T) {
+	t.Parallel()
+	url := redistest.SharedURL(t)
+	g := startGW(t, url)
+	mid := redistest.Unique("m")
+	p := newPublisher(t, newRedis(t, url), mid)
+	// A tiny receive buffer, set before connect, so the gateway's writes
+	// back up instead of vanishing into kernel buffers.
+	small := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192)
+		})
+		return errors.Join(err, serr)
+	}}
+	c, ans := sioConnectWith(t, g.URL, merchantToken(t, mid),
+		&websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: small.DialContext}}})
+	if !strings.HasPrefix(ans, "40{") {
+		t.Fatalf("CONNECT answer %q", ans)
+	}
+	if hello := c.next(); !strings.HasPrefix(hello, `42["hello",`) {
+		t.Fatalf("hello %q", hello)
+	}
+	c.ws.SetReadLimit(-1)
+	big := strings.Repeat("x", 4000)
+	for range 2000 {
+		seq, sum, _ := p.next()
+		o := wire.Order{OrderNo: fmt.Sprintf("u1%017d", seq), MerchantID: mid, UserID: "u1", Date: "2022-06-22", Status: "pending", CreatedAt: time.Now()}
+		fr := wire.MustEncode(wire.EventOrder, seq, time.Now().UnixMilli(), wire.OrderData{OrderSum: sum, Msg: big, Order: o})
+		if _, err := p.store.Publish(context.Background(), mid, seq, sum, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Within(t, 30*time.Second, "the socket.io client closed as a slow consumer", func() error {
+		if n := g.metric(g.srv.m.SlowConsumerCloses); n == 0 {
+			return errors.New("no slow consumer close")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var last uint64
+	for {
+		_, b, err := c.ws.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				t.Fatalf("after %d events: ended with %v, want the Engine.IO session's close", last, err)
+			}
+			break
+		}
+		var ev []json.RawMessage
+		var f struct{ Seq uint64 }
+		if !strings.HasPrefix(string(b), `42["order",`) || json.Unmarshal(b[2:], &ev) != nil || len(ev) != 3 || json.Unmarshal(ev[1], &f) != nil {
+			t.Fatalf("after event %d: packet %.80q (%d bytes)", last, b, len(b))
+		}
+		if f.Seq != last+1 {
+			t.Fatalf("event %d after %d", f.Seq, last)
+		}
+		last = f.Seq
+	}
+	if last == 0 || last == 2000 {
+		t.Fatalf("%d events before the close: the client was not backed up", last)
+	}
+	if n := g.metric(g.srv.m.SlowConsumerCloses); n != 1 {
+		t.Fatalf("slow consumer closes %v, want 1", n)
+	}
 }
 
 // TestSocketIODrainAndNotice: a notice for the socket.io client's

@@ -7,7 +7,10 @@
 //
 // A Session keeps no queue: the layer above (socket.io on the gateway's
 // session, whose queue and limits are the only ones) writes one batch at a
-// time with Write. On websocket the batch is written at once; on polling it
+// time with Write. On websocket the batch is written at once, one message
+// per packet, the messages gathered into one network write (package ws's
+// Output, which also bounds the write: a peer still not taking it after
+// the write timeout is reported to the Receiver as Stalled); on polling it
 // waits for the next GET, and the writer waits until a GET took it, so a
 // client that polls slowly backs up the layer above's queue, not this one.
 // The upgrade hands what waited for a GET to the websocket before anything

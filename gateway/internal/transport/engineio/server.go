@@ -184,13 +184,16 @@ func (s *Server) handshake(w http.ResponseWriter, r *http.Request, tr string) {
 	sess := newSession(s, s.cfg.NewID())
 	var conn *websocket.Conn
 	if tr == "websocket" {
-		var err error
-		conn, err = accept(w, r)
+		var (
+			out *ws.Output
+			err error
+		)
+		conn, out, err = s.accept(w, r, sess)
 		if err != nil {
 			return // Accept answered
 		}
 		conn.SetReadLimit(int64(s.cfg.MaxPayload))
-		sess.mode, sess.ws = wsOnly, conn
+		sess.mode, sess.ws, sess.out = wsOnly, conn, out
 	}
 	upgrades := []string{"websocket"}
 	if conn != nil {
@@ -271,7 +274,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 	}
 	sess.upgrading = true
 	sess.mu.Unlock()
-	conn, err := accept(w, r)
+	conn, out, err := s.accept(w, r, sess)
 	if err != nil {
 		sess.mu.Lock()
 		sess.upgrading = false
@@ -279,16 +282,18 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, sess *Sess
 		return
 	}
 	conn.SetReadLimit(int64(s.cfg.MaxPayload))
-	go sess.upgrade(conn) // on a fresh goroutine, as in handshake
+	go sess.upgrade(conn, out) // on a fresh goroutine, as in handshake
 }
 
-func accept(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
+// accept takes the websocket of sess over with the gathering output of
+// package ws: writeTo's batch reaches the network in one write.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, sess *Session) (*websocket.Conn, *ws.Output, error) {
 	// Origins are checked by CheckOrigin; the library's same-host check
 	// would refuse every cross-origin dashboard.
-	return ws.AcceptSmall(w, r, &websocket.AcceptOptions{
+	return ws.AcceptGathering(w, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionDisabled,
-	})
+	}, s.cfg.WriteTimeout, sess.stalled)
 }
 
 func (s *Server) add(sess *Session) bool {

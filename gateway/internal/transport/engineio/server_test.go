@@ -3,12 +3,16 @@ package engineio
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,23 +33,26 @@ type echo struct {
 	mu       sync.Mutex
 	sessions []*Session
 	closed   chan string
+	stalls   atomic.Int64
 }
 
 func (e *echo) Open(s *Session, _ *http.Request) Receiver {
 	e.mu.Lock()
 	e.sessions = append(e.sessions, s)
 	e.mu.Unlock()
-	return &echoConn{s: s, closed: e.closed}
+	return &echoConn{s: s, closed: e.closed, stalls: &e.stalls}
 }
 
 type echoConn struct {
 	s      *Session
 	closed chan string
+	stalls *atomic.Int64
 }
 
 func (c *echoConn) Message(data []byte) {
 	c.s.Send(AppendPacket(nil, Message, append([]byte(nil), data...)))
 }
+func (c *echoConn) Stalled()             { c.stalls.Add(1) }
 func (c *echoConn) Dead()                { c.s.CloseNowFor("ping timeout") }
 func (c *echoConn) Closed(reason string) { c.closed <- reason }
 
@@ -428,5 +435,172 @@ func TestAdmit(t *testing.T) {
 	case <-released:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the place was not given back")
+	}
+}
+
+// countingListener counts the network writes on the connections it
+// accepts.
+type countingListener struct {
+	net.Listener
+	writes *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{Conn: c, writes: l.writes}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestWebSocketBatch: a batch written by Session.Write reaches the client
+// as one message per packet, whole and in order, in one network write, for
+// packets shorter than, around and far longer than the connection's write
+// buffer; WebSocket pings the client sends meanwhile are answered without
+// landing inside a message.
+func TestWebSocketBatch(t *testing.T) {
+	t.Parallel()
+	h := &echo{closed: make(chan string, 16)}
+	srv := NewServer(Config{PingInterval: time.Hour}, h) // no Engine.IO ping among the writes
+	hs := httptest.NewUnstartedServer(srv)
+	var writes atomic.Int64
+	hs.Listener = countingListener{Listener: hs.Listener, writes: &writes}
+	hs.Start()
+	t.Cleanup(func() {
+		for _, s := range srv.Sessions() {
+			s.CloseNow()
+		}
+		hs.CloseClientConnections()
+		hs.Close()
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/socket.io/?EIO=4&transport=websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(-1)
+	var o openPacket
+	if first := read(t, ws); !strings.HasPrefix(first, "0") || json.Unmarshal([]byte(first[1:]), &o) != nil {
+		t.Fatalf("open packet %q", first)
+	}
+	sess := srv.lookup(o.SID)
+	var batch [][]byte
+	for i, n := range []int{1, 59, 60, 61, 63, 64, 65, 126, 200, 4096, 70000} {
+		batch = append(batch, []byte(fmt.Sprintf("4%d:%s", i, strings.Repeat("x", n))))
+	}
+	readBatch := func() {
+		t.Helper()
+		for i, want := range batch {
+			if got := read(t, ws); got != string(want) {
+				t.Fatalf("message %d: got %d bytes %.12q..., want %d bytes %.12q...", i, len(got), got, len(want), want)
+			}
+		}
+	}
+
+	before := writes.Load()
+	done := make(chan error, 1)
+	go func() { done <- sess.Write(batch) }()
+	readBatch()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := writes.Load() - before; n != 1 {
+		t.Fatalf("a batch of %d packets took %d network writes, want 1", len(batch), n)
+	}
+
+	// Pings go on while 20 more batches are written; the second waits for
+	// the first pong, so pongs are written while batches are.
+	pinging, stop := context.WithCancel(ctx)
+	defer stop()
+	pong := make(chan struct{})
+	pinged := make(chan int, 1)
+	go func() {
+		n := 0
+		for pinging.Err() == nil {
+			if ws.Ping(pinging) == nil {
+				if n++; n == 1 {
+					close(pong)
+				}
+			}
+		}
+		pinged <- n
+	}()
+	go func() {
+		for i := range 20 {
+			if i == 1 {
+				<-pong
+			}
+			if err := sess.Write(batch); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for range 20 {
+		readBatch()
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	t.Logf("%d pings answered", <-pinged)
+}
+
+// TestWebSocketStalledWrite: a write the peer takes slowly is reported
+// (Stalled) once it waited the write timeout, and goes on: the peer that
+// reads again gets every message whole and in order, and Write succeeds.
+func TestWebSocketStalledWrite(t *testing.T) {
+	t.Parallel()
+	f := start(t, Config{PingInterval: time.Hour, WriteTimeout: time.Second})
+	// A tiny receive buffer, set before connect, so the writes back up.
+	small := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8192)
+		})
+		return errors.Join(err, serr)
+	}}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.url("transport=websocket"), "http"),
+		&websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: small.DialContext}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(-1)
+	var o openPacket
+	if first := read(t, ws); !strings.HasPrefix(first, "0") || json.Unmarshal([]byte(first[1:]), &o) != nil {
+		t.Fatalf("open packet %q", first)
+	}
+	sess := f.srv.lookup(o.SID)
+	var batch [][]byte
+	for i := range 1000 { // 16 MiB: more than the kernel buffers hold
+		batch = append(batch, []byte(fmt.Sprintf("4%d:%s", i, strings.Repeat("x", 16<<10))))
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Write(batch) }()
+	waitFor(t, "a stalled write reported", func() bool { return f.h.stalls.Load() > 0 })
+	for i, want := range batch {
+		_, got, err := ws.Read(ctx)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("message %d: %d bytes %.12q... (%v), want %d bytes %.12q...", i, len(got), got, err, len(want), want)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("write of a stalled batch: %v", err)
 	}
 }

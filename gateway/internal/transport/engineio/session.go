@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"orderpush/gateway/internal/transport/ws"
 )
 
 // Receiver is what the layer above does with a session's traffic.
@@ -17,6 +19,10 @@ type Receiver interface {
 	// reading the transport (the websocket's reader, or a POST's handler);
 	// a slow Message delays the next one.
 	Message(data []byte)
+	// Stalled is called when a websocket write was still waiting after the
+	// write timeout and goes on: the peer takes its bytes slowly, a slow
+	// consumer. It must not block (the session's writes wait for it).
+	Stalled()
 	// Dead is called when a pong did not come within pingTimeout. The
 	// receiver ends the session (CloseNow, or a way of its own that ends
 	// in it).
@@ -59,6 +65,7 @@ type Session struct {
 	taken     sync.Cond       // L is &mu: signalled when a GET (or the upgrade) took the payload, and at the end
 	mode      transport       // guarded by mu
 	ws        *websocket.Conn // guarded by mu: set on upgrade or websocket handshake
+	out       *ws.Output      // guarded by mu: ws's output, set with it
 	payload   [][]byte        // guarded by mu: polling: packets for the next GET; nil while empty
 	gen       uint64          // guarded by mu: payloads taken so far
 	polled    bool            // guarded by mu: a GET is being answered (overlap check)
@@ -106,9 +113,10 @@ func (s *Session) Send(pkt []byte) {
 }
 
 // Write writes a batch of packets, in order: on websocket one message
-// each; on polling it waits until a GET took them (the client polls again
-// at once after each answer; a client that stops is ended by the ping
-// timeout). One caller at a time. An error means the session is over.
+// each, in one network write; on polling it waits until a GET took them
+// (the client polls again at once after each answer; a client that stops
+// is ended by the ping timeout). One caller at a time. An error means the
+// session is over.
 func (s *Session) Write(pkts [][]byte) error {
 	s.mu.Lock()
 	if s.closed {
@@ -138,22 +146,35 @@ func (s *Session) writeWS(pkts [][]byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
-	conn := s.ws
+	conn, out := s.ws, s.out
 	s.mu.Unlock()
-	return s.writeTo(conn, pkts)
+	return writeTo(conn, out, pkts)
 }
 
-// writeTo writes packets as websocket messages, within the write timeout;
-// wmu is held.
-func (s *Session) writeTo(conn *websocket.Conn, pkts [][]byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.WriteTimeout)
-	defer cancel()
+// writeTo writes packets as websocket messages gathered into one network
+// write, within the write timeout (see ws.Output); wmu is held.
+func writeTo(conn *websocket.Conn, out *ws.Output, pkts [][]byte) error {
+	out.Begin()
+	var err error
 	for _, p := range pkts {
-		if err := conn.Write(ctx, websocket.MessageText, p); err != nil {
-			return err
+		// The library only appends to the gather: the network write, and
+		// its deadline, are End's.
+		if err = conn.Write(context.Background(), websocket.MessageText, p); err != nil {
+			break
 		}
 	}
-	return nil
+	if eerr := out.End(); err == nil {
+		err = eerr
+	}
+	return err
+}
+
+// stalled is the websocket output's report of a backed-up write. A
+// refused handshake's writes come before there is a receiver.
+func (s *Session) stalled() {
+	if s.rcv != nil {
+		s.rcv.Stalled()
+	}
 }
 
 // Close ends the session with Engine.IO's goodbye: the websocket is
@@ -389,7 +410,7 @@ func (s *Session) post(w http.ResponseWriter, r *http.Request) {
 // 3probe, the parked GET released, then 5, after which the websocket
 // carries everything: what waited for a GET goes first, so nothing is lost
 // or sent twice. It then reads the websocket until it ends.
-func (s *Session) upgrade(conn *websocket.Conn) {
+func (s *Session) upgrade(conn *websocket.Conn, out *ws.Output) {
 	ok := s.probe(conn)
 	s.wmu.Lock() // the hand-over is the websocket's first write
 	s.mu.Lock()
@@ -400,14 +421,14 @@ func (s *Session) upgrade(conn *websocket.Conn) {
 		_ = conn.CloseNow()
 		return
 	}
-	s.mode, s.ws = wsOnly, conn
+	s.mode, s.ws, s.out = wsOnly, conn, out
 	left := s.payload
 	s.payload = nil
 	s.gen++
 	s.taken.Broadcast()
 	s.signalLocked() // a GET parked anyway gets a noop
 	s.mu.Unlock()
-	err := s.writeTo(conn, left)
+	err := writeTo(conn, out, left)
 	s.wmu.Unlock()
 	if err != nil {
 		s.CloseNowFor("transport error")

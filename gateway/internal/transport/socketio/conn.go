@@ -151,6 +151,16 @@ func (c *Conn) Message(data []byte) {
 	// ACK: this server asks for none. CONNECT_ERROR: clients do not send it.
 }
 
+// Stalled is engineio.Receiver: a write to the client backed up past the
+// write timeout. An admitted client is a slow consumer, as with a full
+// queue; before that the write is bounded by the Engine.IO websocket's
+// own limits.
+func (c *Conn) Stalled() {
+	if sess := c.session(); sess != nil {
+		sess.Overflow()
+	}
+}
+
 // Dead is engineio.Receiver: the pong did not come.
 func (c *Conn) Dead() {
 	if sess := c.session(); sess != nil {

@@ -32,12 +32,12 @@ const (
 	// writeBufSize holds the control frames written outside a gather (our
 	// pings, close frames with their reason) whole, so each reaches the
 	// network in one write; a longer pong is written in pieces, still in
-	// order. Data frames are gathered by output whatever this size is.
+	// order. Data frames are gathered by Output whatever this size is.
 	writeBufSize = 64
 	// maxPooled bounds the buffers kept for reuse.
 	maxPooled = 64 << 10
 	// maxStalls bounds one network write to this many write timeouts
-	// (see output).
+	// (see Output).
 	maxStalls = 10
 	// maxIdle is how many timeouts after a stall a peer may take no byte
 	// at all (a loaded machine may not schedule a live reader for a while).
@@ -66,20 +66,28 @@ func putBuf(b *[]byte) {
 func Accept(w http.ResponseWriter, r *http.Request, sess *session.Session, cfg Config, opts *websocket.AcceptOptions, log *slog.Logger, m *metrics.Metrics) (*Conn, error) {
 	c := &Conn{sess: sess, cfg: cfg, m: m, log: log}
 	c.defaults()
-	conn, err := accept(&hijackWriter{ResponseWriter: w, c: c}, r, opts)
+	out := &Output{timeout: c.cfg.WriteTimeout, stalled: sess.Overflow}
+	conn, err := accept(&hijackWriter{ResponseWriter: w, out: out}, r, opts)
 	if err != nil {
 		return nil, err
 	}
-	c.conn = conn
+	c.conn, c.out = conn, out
 	return c, nil
 }
 
-// AcceptSmall is websocket.Accept with the small buffers of Accept and no
-// gathering: for a WebSocket that is not a session's Conn (Engine.IO's,
-// whose writes are one message per packet). On failure it has written the
-// HTTP response.
-func AcceptSmall(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions) (*websocket.Conn, error) {
-	return accept(&hijackWriter{ResponseWriter: w}, r, opts)
+// AcceptGathering is websocket.Accept with the small buffers and the
+// Output of Accept, for a WebSocket that is not a session's Conn
+// (Engine.IO's): the messages written between the Output's Begin and End
+// reach the network in one write. Network writes are bounded by
+// writeTimeout; stalled, when not nil, is called when one hit it and goes
+// on (see Output). On failure it has written the HTTP response.
+func AcceptGathering(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, writeTimeout time.Duration, stalled func()) (*websocket.Conn, *Output, error) {
+	out := &Output{timeout: writeTimeout, stalled: stalled}
+	conn, err := accept(&hijackWriter{ResponseWriter: w, out: out}, r, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, out, nil
 }
 
 func accept(h *hijackWriter, r *http.Request, opts *websocket.AcceptOptions) (*websocket.Conn, error) {
@@ -102,7 +110,7 @@ func accept(h *hijackWriter, r *http.Request, opts *websocket.AcceptOptions) (*w
 // replaces net/http's buffers.
 type hijackWriter struct {
 	http.ResponseWriter
-	c *Conn // nil: AcceptSmall, no output
+	out *Output // its conn is set by Hijack
 
 	// Set by Hijack when the client sent nothing after its request: the
 	// reader handed to the library and the connection under it.
@@ -134,16 +142,12 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		br = bufio.NewReaderSize(conn, readBufSize)
 		h.br, h.netConn = br, conn
 	}
-	var out io.Writer = conn
-	if h.c != nil {
-		h.c.out = &output{conn: conn, timeout: h.c.cfg.WriteTimeout, stalled: h.c.sess.Overflow}
-		out = h.c.out
-	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(out, writeBufSize)), nil
+	h.out.conn = conn
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(h.out, writeBufSize)), nil
 }
 
-// output is the io.Writer under the library's bufio.Writer. Outside a
-// gather it writes through; between begin and end (the drainer writing a
+// Output is the io.Writer under the library's bufio.Writer. Outside a
+// gather it writes through; between Begin and End (the drainer writing a
 // batch) it appends to a pooled buffer that end writes in one call. Every
 // network write happens under mu, so bytes the library writes while a
 // gather is open (a pong) follow the gathered frames, and nothing the
@@ -162,7 +166,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // maxIdle further timeouts is gone, and so is one still not done after
 // maxStalls timeouts (a byte now and then must not hold the write side
 // forever); the write fails then and the connection is dropped.
-type output struct {
+type Output struct {
 	conn    net.Conn
 	timeout time.Duration
 	stalled func() // a write hit the deadline; called with mu held
@@ -177,7 +181,7 @@ type output struct {
 	deadline  time.Time // guarded by mu: the connection's write deadline
 }
 
-func (o *output) Write(p []byte) (int, error) {
+func (o *Output) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.gathering {
@@ -189,8 +193,8 @@ func (o *output) Write(p []byte) (int, error) {
 
 // writeLocked writes p to the network; mu is held. It fails when the
 // peer takes nothing in maxIdle timeouts after a stall, or has not taken p after
-// maxStalls timeouts (see output).
-func (o *output) writeLocked(p []byte) (int, error) {
+// maxStalls timeouts (see Output).
+func (o *Output) writeLocked(p []byte) (int, error) {
 	o.busy.Add(1)
 	defer o.busy.Add(-1)
 	written, idle := 0, 0
@@ -220,8 +224,9 @@ func (o *output) writeLocked(p []byte) (int, error) {
 	}
 }
 
-// begin opens a gather; only the drainer calls it.
-func (o *output) begin() {
+// Begin opens a gather; only the writer of data (the drainer) calls it,
+// and calls End before the next Begin.
+func (o *Output) Begin() {
 	o.busy.Add(1)
 	o.mu.Lock()
 	o.gathering = true
@@ -229,8 +234,8 @@ func (o *output) begin() {
 	o.mu.Unlock()
 }
 
-// end closes the gather and writes it, within the write deadline.
-func (o *output) end() error {
+// End closes the gather and writes it, within the write deadline.
+func (o *Output) End() error {
 	defer o.busy.Add(-1)
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -58,7 +58,7 @@ type Conn struct {
 	m    *metrics.Metrics
 	log  *slog.Logger
 	conn *websocket.Conn
-	out  *output // set during Accept's hijack; nil: the library writes to the network itself
+	out  *Output // set by Accept; nil: the library writes to the network itself
 
 	timerMu sync.Mutex
 	ping    *time.Timer // guarded by timerMu
@@ -171,7 +171,7 @@ func (c *Conn) stopPing() {
 // pong cannot come back before the peer has read everything in front of
 // the ping. Such a peer is judged by its writes instead: the queue
 // overflows (1013) or, if it takes no byte for WriteTimeout, the write
-// fails and the connection is dropped (output.writeLocked).
+// fails and the connection is dropped (Output.writeLocked).
 func (c *Conn) keepalive() {
 	if r, _ := c.sess.Closing(); r != session.None {
 		return
@@ -227,11 +227,11 @@ func (c *Conn) WriteFrames(batch []sendq.Entry) (int, error) {
 	} else {
 		// The library's writes only append to the gathered buffer; the
 		// network write is bounded by its own deadline in end.
-		c.out.begin()
+		c.out.Begin()
 	}
 	written, msgs, err := c.writeMessages(ctx, batch)
 	if c.out != nil {
-		if eerr := c.out.end(); err == nil {
+		if eerr := c.out.End(); err == nil {
 			err = eerr
 		}
 		if err != nil {
