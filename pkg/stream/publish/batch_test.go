@@ -160,3 +160,26 @@ func TestPublishBatchOnCluster(t *testing.T) {
 	cc := cluster.Client(t)
 	checkBatch(t, p, r, subscribe(t, merchants, func(ch string) *redis.PubSub { return cc.SSubscribe(ctx, ch) }))
 }
+
+// Two publishers (the order API's PostgreSQL committers) may send one
+// merchant's events out of order: the later batch's older seq is still
+// published and kept in history in seq order, and the state never goes
+// back.
+func TestPublishBatchOutOfOrder(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.SharedClient(t)
+	p, r := publish.New(rdb, publish.Options{}), stream.New(rdb)
+	m := redistest.Unique("m")
+	subs := subscribe(t, []string{m}, func(ch string) *redis.PubSub { return rdb.Subscribe(t.Context(), ch) })
+	noErrors(t, p.PublishBatch(t.Context(), batch(2, 3, m)))
+	noErrors(t, p.PublishBatch(t.Context(), batch(1, 1, m)))
+	if got := receive(t, subs[m], 3); fmt.Sprint(got) != fmt.Sprint([]string{string(frame(2)), string(frame(3)), string(frame(1))}) {
+		t.Fatalf("received %v", got)
+	}
+	if evs, err := r.History(t.Context(), m, 0, 0); err != nil || fmt.Sprint(seqs(evs)) != "[1 2 3]" {
+		t.Fatalf("history %v %v", seqs(evs), err)
+	}
+	if st, err := r.State(t.Context(), m); err != nil || st != (stream.State{Seq: 3, OrderSum: 3}) {
+		t.Fatalf("state %+v %v", st, err)
+	}
+}
