@@ -154,7 +154,9 @@ func (g *groupCommit) run(committed chan<- committedGroup) {
 	}
 }
 
-// commit runs batch in one transaction and answers every request.
+// commit runs batch in one transaction and hands it to committed, its
+// publisher; when that one is publishQueue groups behind, commit answers
+// the requests itself and leaves their events to the relay.
 func (g *groupCommit) commit(batch []*groupReq, committed chan<- committedGroup) {
 	// One lock order for every group: see groupCommit.
 	slices.SortStableFunc(batch, func(a, b *groupReq) int { return strings.Compare(a.in.MerchantID, b.in.MerchantID) })
@@ -171,6 +173,7 @@ func (g *groupCommit) commit(batch []*groupReq, committed chan<- committedGroup)
 	}
 }
 
+// answer gives each request of batch its result.
 func answer(batch []*groupReq, res []groupRes) {
 	for i, r := range batch {
 		r.res <- res[i]
