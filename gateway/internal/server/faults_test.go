@@ -413,14 +413,28 @@ func TestSlowConsumer(t *testing.T) {
 		slowEnd <- err
 	}()
 
-	const total = 2000
+	// Published in steps of half the send queue, each step waiting until
+	// the fast sockets have it: they are never a queue behind, however
+	// slowly a loaded machine runs their readers, while the slow socket's
+	// queue fills within a few steps.
+	const step, steps = 128, 16
+	const total = step * steps
 	big := strings.Repeat("x", 4000)
-	for range total {
-		seq, sum, _ := p.next()
-		o := wire.Order{OrderNo: fmt.Sprintf("u1%017d", seq), MerchantID: mid, UserID: "u1", Date: "2022-06-22", Status: "pending", CreatedAt: time.Now()}
-		fr := wire.MustEncode(wire.EventOrder, seq, time.Now().UnixMilli(), wire.OrderData{OrderSum: sum, Msg: big, Order: o})
-		if _, err := p.store.Publish(context.Background(), mid, seq, sum, fr); err != nil {
-			t.Fatal(err)
+	for range steps {
+		var seq uint64
+		for range step {
+			var sum int64
+			seq, sum, _ = p.next()
+			o := wire.Order{OrderNo: fmt.Sprintf("u1%017d", seq), MerchantID: mid, UserID: "u1", Date: "2022-06-22", Status: "pending", CreatedAt: time.Now()}
+			fr := wire.MustEncode(wire.EventOrder, seq, time.Now().UnixMilli(), wire.OrderData{OrderSum: sum, Msg: big, Order: o})
+			if _, err := p.store.Publish(context.Background(), mid, seq, sum, fr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range fast {
+			if err := c.WaitSeq(20*time.Second, seq); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	var maxLag time.Duration
