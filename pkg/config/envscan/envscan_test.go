@@ -12,23 +12,14 @@ import (
 	"orderpush/pkg/config/envscan"
 )
 
-// root is the repository root: the directory holding go.work.
+// root is the repository root, three levels above this package.
 func root(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
+	dir := filepath.Join("..", "..", "..")
+	if _, err := os.Stat(filepath.Join(dir, "go.work")); err != nil {
+		t.Fatalf("repository root: %v", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Fatal("no go.work above the test's directory")
-		}
-		dir = up
-	}
+	return dir
 }
 
 func TestReadFindsTheBinariesSettingsAndPaths(t *testing.T) {

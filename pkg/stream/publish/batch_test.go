@@ -1,7 +1,6 @@
 package publish_test
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"orderpush/pkg/config"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
 	"orderpush/pkg/stream"
@@ -140,25 +138,6 @@ func TestPublishBatchRedisDown(t *testing.T) {
 			t.Fatalf("event %d published with Redis down", i)
 		}
 	}
-}
-
-// On a cluster the pipeline is split per node; each merchant's events
-// still arrive in order, by SPUBLISH.
-func TestPublishBatchOnCluster(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	cluster := redistest.StartCluster(t)
-	rc, err := config.ParseRedisURL(cluster.URL())
-	if err != nil || rc.Cluster == nil {
-		t.Fatalf("cluster url %s: %v", cluster.URL(), err)
-	}
-	rdb := rc.NewRedis("test")
-	defer rdb.Close()
-	p, r := publish.New(rdb, publish.Options{}), stream.New(rdb)
-	// Merchants in different slots, so on different nodes.
-	merchants := []string{"m1", "m2", "shop-42", "shop-7"}
-	cc := cluster.Client(t)
-	checkBatch(t, p, r, subscribe(t, merchants, func(ch string) *redis.PubSub { return cc.SSubscribe(ctx, ch) }))
 }
 
 // Two publishers (the order API's PostgreSQL committers) may send one

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"orderpush/pkg/config"
 	"orderpush/pkg/rediskey"
 	"orderpush/pkg/redistest"
@@ -55,4 +57,11 @@ func TestPublishOnCluster(t *testing.T) {
 			t.Fatalf("%s state after SetState %+v %v", m, st, err)
 		}
 	}
+
+	// A batch's pipeline is split per node; each merchant's events still
+	// arrive in order, by SPUBLISH. Their channels hash to slots on all
+	// three nodes, and they are not used above.
+	merchants := []string{"batch-1", "batch-2", "batch-3", "batch-4"}
+	cc := cluster.Client(t)
+	checkBatch(t, p, r, subscribe(t, merchants, func(ch string) *redis.PubSub { return cc.SSubscribe(ctx, ch) }))
 }
