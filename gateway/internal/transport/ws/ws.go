@@ -58,7 +58,7 @@ type Conn struct {
 	m    *metrics.Metrics
 	log  *slog.Logger
 	conn *websocket.Conn
-	out  *Output // set by Accept; nil: the library writes to the network itself
+	out  *Output // every write of the library goes through it (accept.go)
 
 	timerMu sync.Mutex
 	ping    *time.Timer // guarded by timerMu
@@ -206,38 +206,28 @@ func (c *Conn) rearm() {
 }
 
 // backedUp reports whether a network write to the peer is in flight (see
-// keepalive). Without an output (the library writes itself) it cannot tell
-// and reports false.
-func (c *Conn) backedUp() bool { return c.out != nil && c.out.busy.Load() > 0 }
+// keepalive).
+func (c *Conn) backedUp() bool { return c.out.busy.Load() > 0 }
 
 // WriteFrames writes a batch: in batch mode as one message of
 // '\n'-separated frames, else one message per frame. It stops early once
 // the session overflowed, so a slow consumer gets its close frame as soon
-// as possible. With an output (Accept), the messages are gathered and reach
-// the network in one write.
+// as possible. The messages are gathered and reach the network in one
+// write.
 func (c *Conn) WriteFrames(batch []sendq.Entry) (int, error) {
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	ctx := context.Background()
-	if c.out == nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.WriteTimeout)
-		defer cancel()
-	} else {
-		// The library's writes only append to the gathered buffer; the
-		// network write is bounded by its own deadline in end.
-		c.out.Begin()
+	// The library's writes only append to the gathered buffer; the
+	// network write is bounded by its own deadline in End.
+	c.out.Begin()
+	written, msgs, err := c.writeMessages(context.Background(), batch)
+	if eerr := c.out.End(); err == nil {
+		err = eerr
 	}
-	written, msgs, err := c.writeMessages(ctx, batch)
-	if c.out != nil {
-		if eerr := c.out.End(); err == nil {
-			err = eerr
-		}
-		if err != nil {
-			// Gathered frames did not reach the network.
-			written = 0
-		}
+	if err != nil {
+		// Gathered frames did not reach the network.
+		written = 0
 	}
 	if err != nil {
 		return written, err
