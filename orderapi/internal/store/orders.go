@@ -204,10 +204,10 @@ func (s *Store) transition(ctx context.Context, orderNo, update, merchantQ strin
 // transitionTx is transition inside tx, at now.
 func (s *Store) transitionTx(ctx context.Context, tx *sqlx.Tx, now time.Time, orderNo, update, merchantQ string, args func(int64) []any, frame FrameFunc) (o wire.Order, ev Event, ok bool, err error) {
 	var row orderRow
-	err = tx.GetContext(ctx, &row, update, args(now.UnixMilli())...)
+	err = s.txGet(ctx, tx, &row, update, args(now.UnixMilli())...)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Already done, or no such order: nothing to write.
-		if err := tx.GetContext(ctx, &row, s.q.getOrder, orderNo); errors.Is(err, sql.ErrNoRows) {
+		if err := s.txGet(ctx, tx, &row, s.q.getOrder, orderNo); errors.Is(err, sql.ErrNoRows) {
 			return wire.Order{}, Event{}, false, ErrNotFound
 		} else if err != nil {
 			return wire.Order{}, Event{}, false, fmt.Errorf("get order: %w", err)
@@ -219,7 +219,7 @@ func (s *Store) transitionTx(ctx context.Context, tx *sqlx.Tx, now time.Time, or
 	}
 	o = row.order()
 	var m Merchant
-	if err := tx.GetContext(ctx, &m, merchantQ, o.MerchantID); err != nil {
+	if err := s.txGet(ctx, tx, &m, merchantQ, o.MerchantID); err != nil {
 		return wire.Order{}, Event{}, false, fmt.Errorf("update merchant %s: %w", o.MerchantID, err)
 	}
 	ev, err = s.insertEvent(ctx, tx, o, m.Seq, m.Pending, now, frame)

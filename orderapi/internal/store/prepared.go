@@ -16,12 +16,13 @@ const (
 	releaseOne   = "RELEASE one_order"
 )
 
-// prepared holds the statements every order runs on SQLite's writer,
-// compiled once. modernc's driver compiles a statement for each call
-// otherwise, and that SQL parsing was 18% of the order API's CPU under
-// POST /orders on SQLite. A transaction borrows them with StmtxContext,
-// which reuses the compiled statement of the writer connection (the only
-// one). PostgreSQL needs none of this: pgx caches its statements itself.
+// prepared holds the statements every order and every receipt run on
+// SQLite's writer, compiled once. modernc's driver compiles a statement for
+// each call otherwise, and that SQL parsing was 18% of the order API's CPU
+// under POST /orders on SQLite, and 18% again with acks and seen receipts.
+// A transaction borrows them with StmtxContext, which reuses the compiled
+// statement of the writer connection (the only one). PostgreSQL needs none
+// of this: pgx caches its statements itself.
 type prepared map[string]*sqlx.Stmt
 
 func prepare(ctx context.Context, db *sqlx.DB, queries ...string) (prepared, error) {
@@ -62,4 +63,13 @@ func (s *Store) txGet(ctx context.Context, tx *sqlx.Tx, dest any, query string, 
 		return tx.StmtxContext(ctx, st).GetContext(ctx, dest, args...)
 	}
 	return tx.GetContext(ctx, dest, query, args...)
+}
+
+// txSelect scans query's rows in tx into dest, on its compiled statement
+// when there is one.
+func (s *Store) txSelect(ctx context.Context, tx *sqlx.Tx, dest any, query string, args ...any) error {
+	if st := s.prep[query]; st != nil {
+		return tx.StmtxContext(ctx, st).SelectContext(ctx, dest, args...)
+	}
+	return tx.SelectContext(ctx, dest, query, args...)
 }

@@ -35,7 +35,7 @@ func (s *Store) Ack(ctx context.Context, merchantID string, seq uint64) (deliver
 // ackTx is Ack inside tx, at now.
 func (s *Store) ackTx(ctx context.Context, tx *sqlx.Tx, now time.Time, merchantID string, seq uint64) ([]time.Time, uint64, error) {
 	var m Merchant
-	if err := tx.GetContext(ctx, &m, s.q.merchant, merchantID); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := s.txGet(ctx, tx, &m, s.q.merchant, merchantID); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, 0, fmt.Errorf("merchant %s: %w", merchantID, err)
 	}
 	if seq > m.Seq {
@@ -45,7 +45,7 @@ func (s *Store) ackTx(ctx context.Context, tx *sqlx.Tx, now time.Time, merchantI
 		return nil, m.Seq, nil
 	}
 	var created []int64
-	if err := tx.SelectContext(ctx, &created, s.q.ackOrders, now.UnixMilli(), merchantID, int64(seq)); err != nil {
+	if err := s.txSelect(ctx, tx, &created, s.q.ackOrders, now.UnixMilli(), merchantID, int64(seq)); err != nil {
 		return nil, m.Seq, fmt.Errorf("ack %s up to %d: %w", merchantID, seq, err)
 	}
 	out := make([]time.Time, len(created))
@@ -134,7 +134,7 @@ func (s *Store) receiptsTx(ctx context.Context, tx *sqlx.Tx, now time.Time, acks
 	}
 	for _, r := range seen {
 		var row orderRow
-		err := tx.GetContext(ctx, &row, s.q.getOrder, r.OrderNo)
+		err := s.txGet(ctx, tx, &row, s.q.getOrder, r.OrderNo)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && row.order().MerchantID != r.MerchantID) {
 			res.SeenSkipped++
 			continue
