@@ -84,7 +84,7 @@ type Store struct {
 	q       queries
 	aq      alertQueries
 	group   *groupCommit // shared commits for CreateOrder
-	prep    prepared     // SQLite: the order and receipts paths' statements, compiled once
+	prep    prepared     // SQLite: the order, receipts and process paths' statements, compiled once
 	// publish is OnCommit's function.
 	publish atomic.Pointer[PublishCommittedFunc]
 }
@@ -158,7 +158,8 @@ func Open(ctx context.Context, databaseURL string, opt Options) (*Store, error) 
 	if dialect == SQLite {
 		if s.prep, err = prepare(ctx, s.w, savepointOne, rollbackOne, releaseOne,
 			s.q.insertOrder, s.q.bumpMerchant, s.q.setOrderSeq, s.q.insertEvent, s.aq.insert,
-			s.q.merchant, s.q.ackOrders, s.q.getOrder, s.q.seenOrder, s.q.bumpSeq); err != nil {
+			s.q.merchant, s.q.ackOrders, s.q.getOrder, s.q.seenOrder, s.q.bumpSeq,
+			s.q.processOrder, s.q.unprocessMerchant); err != nil {
 			s.Close()
 			return nil, err
 		}
