@@ -94,7 +94,7 @@ type BatchResult struct {
 // transaction instead of making each wait for the other's. On PostgreSQL
 // it is a transaction of its own: a group's merchant rows are locked in
 // merchant order, and a batch's, spanning many merchants, would break that
-// order.
+// order; its acks are one statement there (pgAcks).
 func (s *Store) ApplyReceipts(ctx context.Context, acks []wire.AckReceipt, seen []wire.SeenReceipt, frame FrameFunc) (BatchResult, error) {
 	acks = slices.SortedStableFunc(slices.Values(acks), func(a, b wire.AckReceipt) int { return cmp.Compare(a.MerchantID, b.MerchantID) })
 	seen = slices.SortedStableFunc(slices.Values(seen), func(a, b wire.SeenReceipt) int { return cmp.Compare(a.MerchantID, b.MerchantID) })
@@ -118,9 +118,63 @@ func (s *Store) ApplyReceipts(ctx context.Context, acks []wire.AckReceipt, seen 
 	return res, nil
 }
 
+// pgAckSkipped counts a batch's acks above their merchant's seq (no
+// merchant: seq 0), as ackTx would refuse them.
+const pgAckSkipped = `SELECT COUNT(*) FROM unnest($1::text[], $2::bigint[]) AS a(merchant_id, seq)
+	LEFT JOIN merchants m ON m.id = a.merchant_id
+	WHERE a.seq > COALESCE(m.seq, 0)`
+
+// pgAckOrders applies a batch's other acks as ackTx would, in one
+// statement: each merchant's orders up to its highest acceptable ack get
+// deliveredAt. The rows are locked in (merchant, seq) order first, the
+// order a batch of single acks would take them in, so concurrent batches
+// cannot deadlock on them.
+const pgAckOrders = `WITH a AS (
+		SELECT a.merchant_id, MAX(a.seq) AS seq
+		FROM unnest($2::text[], $3::bigint[]) AS a(merchant_id, seq)
+		JOIN merchants m ON m.id = a.merchant_id
+		WHERE a.seq > 0 AND a.seq <= m.seq
+		GROUP BY a.merchant_id
+	), target AS (
+		SELECT o.id FROM orders o JOIN a ON o.merchant_id = a.merchant_id AND o.seq <= a.seq
+		WHERE o.delivered_ms IS NULL
+		ORDER BY o.merchant_id, o.seq
+		FOR UPDATE OF o
+	)
+	UPDATE orders SET delivered_ms = $1 FROM target
+	WHERE orders.id = target.id AND orders.delivered_ms IS NULL
+	RETURNING orders.created_ms`
+
+// pgAcks applies a batch's acks on PostgreSQL in two round trips, where
+// ackTx takes two per ack: at thousands of acks a second the round trips,
+// not the work, were the batch's time.
+func pgAcks(ctx context.Context, tx *sqlx.Tx, now time.Time, acks []wire.AckReceipt, res *BatchResult) error {
+	merchants, seqs := make([]string, len(acks)), make([]int64, len(acks))
+	for i, a := range acks {
+		merchants[i], seqs[i] = a.MerchantID, int64(a.Seq)
+	}
+	if err := tx.GetContext(ctx, &res.AcksSkipped, pgAckSkipped, merchants, seqs); err != nil {
+		return fmt.Errorf("acks: %w", err)
+	}
+	var created []int64
+	if err := tx.SelectContext(ctx, &created, pgAckOrders, now.UnixMilli(), merchants, seqs); err != nil {
+		return fmt.Errorf("acks: %w", err)
+	}
+	for _, ms := range created {
+		res.Delivered = append(res.Delivered, time.UnixMilli(ms))
+	}
+	return nil
+}
+
 // receiptsTx applies a sorted batch inside tx, at now.
 func (s *Store) receiptsTx(ctx context.Context, tx *sqlx.Tx, now time.Time, acks []wire.AckReceipt, seen []wire.SeenReceipt, frame FrameFunc) (BatchResult, error) {
 	var res BatchResult
+	if s.dialect == Postgres && len(acks) > 0 {
+		if err := pgAcks(ctx, tx, now, acks, &res); err != nil {
+			return BatchResult{}, err
+		}
+		acks = nil
+	}
 	for _, a := range acks {
 		d, _, err := s.ackTx(ctx, tx, now, a.MerchantID, a.Seq)
 		if errors.Is(err, ErrSeqAhead) {

@@ -82,3 +82,32 @@ func TestApplyReceiptsPublishesBeforeReturn(t *testing.T) {
 		}
 	})
 }
+
+// A batch's acks apply as they would one at a time (on PostgreSQL they are
+// one statement): several for one merchant deliver up to the highest
+// acceptable one, one above its merchant's seq or for an unknown merchant
+// is skipped, seq 0 changes nothing, and the same batch again delivers
+// nothing.
+func TestApplyReceiptsAcksLikeSingleAcks(t *testing.T) {
+	each(t, func(t *testing.T, url string) {
+		s := open(t, url, store.Options{})
+		create(t, s, "m1", "u1")
+		create(t, s, "m1", "u1")
+		third, _ := create(t, s, "m1", "u1")
+		create(t, s, "m2", "u1")
+		acks := []wire.AckReceipt{{MerchantID: "m1", Seq: 1}, {MerchantID: "m1", Seq: 2}, {MerchantID: "m1", Seq: 7},
+			{MerchantID: "m2", Seq: 0}, {MerchantID: "nobody", Seq: 1}, {MerchantID: "m2", Seq: 1}}
+		for i, want := range []int{3, 0} {
+			res, err := s.ApplyReceipts(t.Context(), acks, nil, frame(wire.EventOrderSeen))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Delivered) != want || res.AcksSkipped != 2 {
+				t.Fatalf("pass %d: delivered %d, skipped %d; want %d and 2", i+1, len(res.Delivered), res.AcksSkipped, want)
+			}
+		}
+		if o, err := s.GetOrder(t.Context(), third.OrderNo); err != nil || o.DeliveredAt != nil {
+			t.Fatalf("m1's third order, above every accepted ack: %+v %v", o, err)
+		}
+	})
+}
