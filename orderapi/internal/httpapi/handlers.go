@@ -32,20 +32,6 @@ func bodyTooLarge() *order.Error {
 	return &order.Error{Code: wire.CodePayloadTooLarge, Message: "request body is larger than 64 KiB"}
 }
 
-// respondThen writes status and v and, when there is an after, flushes
-// them to the client before running it: the client's answer never waits
-// for Redis.
-func (a *api) respondThen(c echo.Context, status int, v any, after func()) error {
-	if err := a.writeJSON(c, status, v); err != nil {
-		return err
-	}
-	if after != nil {
-		c.Response().Flush()
-		after()
-	}
-	return nil
-}
-
 func (a *api) createOrder(c echo.Context) error {
 	body, err := readBody(c)
 	if err != nil {
@@ -75,29 +61,21 @@ func (a *api) getOrder(c echo.Context) error {
 }
 
 func (a *api) processOrder(c echo.Context) error {
-	o, ev, err := a.cfg.Orders.Process(c.Request().Context(), caller(c), c.Param("orderNo"))
+	o, err := a.cfg.Orders.Process(c.Request().Context(), caller(c), c.Param("orderNo"))
 	if err != nil {
 		return err
 	}
-	var after func()
-	if ev != nil {
-		after = func() { a.cfg.Orders.Publish(c.Request().Context(), *ev) }
-	}
-	return a.respondThen(c, http.StatusOK, o, after)
+	return a.writeJSON(c, http.StatusOK, o)
 }
 
-// seenOrder answers 200 with the order; the first seen publishes order.seen
-// after the answer.
+// seenOrder answers 200 with the order; the first seen's order.seen went
+// out before the answer.
 func (a *api) seenOrder(c echo.Context) error {
-	o, ev, err := a.cfg.Orders.Seen(c.Request().Context(), caller(c), c.Param("orderNo"))
+	o, err := a.cfg.Orders.Seen(c.Request().Context(), caller(c), c.Param("orderNo"))
 	if err != nil {
 		return err
 	}
-	var after func()
-	if ev != nil {
-		after = func() { a.cfg.Orders.Publish(c.Request().Context(), *ev) }
-	}
-	return a.respondThen(c, http.StatusOK, o, after)
+	return a.writeJSON(c, http.StatusOK, o)
 }
 
 // ack answers 204: receipts are recorded, nothing to return.

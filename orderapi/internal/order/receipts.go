@@ -178,24 +178,23 @@ func seenFrame(o wire.Order, seq uint64, sum int64, ts time.Time) ([]byte, error
 // the order's merchant or a service). The first call sets seenAt and
 // returns the order.seen event to publish; later calls return the order
 // and no event.
-func (s *Service) Seen(ctx context.Context, c Caller, orderNo string) (wire.Order, *store.Event, error) {
+func (s *Service) Seen(ctx context.Context, c Caller, orderNo string) (wire.Order, error) {
 	if _, err := s.ownedOrder(ctx, c, orderNo, "mark it seen"); err != nil {
-		return wire.Order{}, nil, err
+		return wire.Order{}, err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	o, ev, changed, err := s.d.Store.Seen(ctx, orderNo, seenFrame)
+	o, _, changed, err := s.d.Store.Seen(ctx, orderNo, seenFrame)
 	if errors.Is(err, store.ErrNotFound) {
-		return wire.Order{}, nil, noOrder(orderNo)
+		return wire.Order{}, noOrder(orderNo)
 	}
 	if err != nil {
-		return wire.Order{}, nil, unavailable("database", err)
+		return wire.Order{}, unavailable("database", err)
 	}
-	if !changed {
-		return o, nil, nil
+	if changed {
+		s.observe(nil, []wire.Order{o})
 	}
-	s.observe(nil, []wire.Order{o})
-	return o, &ev, nil
+	return o, nil
 }
 
 // Receipts applies a gateway's batch of receipts (POST /receipts, service

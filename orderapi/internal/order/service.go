@@ -1,6 +1,6 @@
 // Package order is the order API's behaviour without HTTP: who may do what
 // (PROTOCOL.md "Identities and tokens" and the order API table), input
-// validation, and the calls into the store, the outbox and Redis presence.
+// validation, and the calls into the store and Redis presence.
 //
 // Every method checks, in this order: the caller's role (403), the shape of
 // the input (400), ownership of the data (403), existence (404). Client
@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"orderpush/orderapi/internal/metrics"
-	"orderpush/orderapi/internal/outbox"
 	"orderpush/orderapi/internal/ratelimit"
 	"orderpush/orderapi/internal/store"
 	"orderpush/pkg/logging"
@@ -36,7 +35,6 @@ type Caller struct {
 // Deps are the Service's collaborators.
 type Deps struct {
 	Store    *store.Store
-	Outbox   *outbox.Outbox
 	Presence *presence.Registry
 	Streams  *publish.Publisher
 	Metrics  *metrics.Metrics
@@ -131,10 +129,6 @@ func (s *Service) Create(ctx context.Context, c Caller, body []byte) (wire.Order
 	return o, nil
 }
 
-// Publish sends a committed event to Redis now; on failure the outbox relay
-// sends it later. It never fails the request.
-func (s *Service) Publish(ctx context.Context, ev store.Event) { s.d.Outbox.Publish(ctx, ev) }
-
 // Get returns one order to its merchant, its member, or a service.
 func (s *Service) Get(ctx context.Context, c Caller, orderNo string) (wire.Order, error) {
 	if !wire.ValidOrderNo(orderNo) {
@@ -181,27 +175,26 @@ func (s *Service) order(ctx context.Context, orderNo string) (wire.Order, error)
 
 // Process marks an order processed for its merchant or a service. The
 // returned event is non-nil only for the call that changed the order.
-func (s *Service) Process(ctx context.Context, c Caller, orderNo string) (wire.Order, *store.Event, error) {
+func (s *Service) Process(ctx context.Context, c Caller, orderNo string) (wire.Order, error) {
 	if _, err := s.ownedOrder(ctx, c, orderNo, "process it"); err != nil {
-		return wire.Order{}, nil, err
+		return wire.Order{}, err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	o, ev, changed, err := s.d.Store.ProcessOrder(ctx, orderNo, processedFrame)
 	if errors.Is(err, store.ErrNotFound) {
-		return wire.Order{}, nil, noOrder(orderNo)
+		return wire.Order{}, noOrder(orderNo)
 	}
 	if err != nil {
-		return wire.Order{}, nil, unavailable("database", err)
+		return wire.Order{}, unavailable("database", err)
 	}
-	if !changed {
-		return o, nil, nil
+	if changed {
+		s.d.Metrics.OrdersProcessed.Inc()
+		if o.SeenAt != nil && o.SeenAt.UnixMilli() == ev.CreatedMS {
+			s.d.Metrics.OrderSeen.Observe(o.SeenAt.Sub(o.CreatedAt).Seconds()) // processing was its first seen
+		}
 	}
-	s.d.Metrics.OrdersProcessed.Inc()
-	if o.SeenAt != nil && o.SeenAt.UnixMilli() == ev.CreatedMS {
-		s.d.Metrics.OrderSeen.Observe(o.SeenAt.Sub(o.CreatedAt).Seconds()) // processing was its first seen
-	}
-	return o, &ev, nil
+	return o, nil
 }
 
 // merchantScope checks that c may read merchantID's data.

@@ -1,10 +1,10 @@
 // Package outbox gets committed merchant events from the event log into
 // Redis (ARCHITECTURE.md "How an order travels" 2):
 //
-//   - PublishCommitted, the fast path, runs right after a group commit,
-//     before its orders are answered, and publishes their events through
-//     the atomic stream script in one pipelined round trip; Publish does
-//     the same for one event after its answer. The rows are then marked
+//   - PublishCommitted, the fast path, runs right after a commit (an order
+//     group's, a receipts batch's, a process or seen), before the requests
+//     are answered, and publishes their events through the atomic stream
+//     script in one pipelined round trip. The rows are then marked
 //     published in batches.
 //   - Run's relay republishes, in seq order per merchant, every row still
 //     unpublished after a grace period: Redis was down, or the process died
@@ -95,16 +95,11 @@ func New(cfg Config, st *store.Store, streams *publish.Publisher, m *metrics.Met
 		marks: make(chan store.EventKey, markQueue)}
 }
 
-// Publish is the fast path for one committed event. It never fails: what it
-// cannot publish stays unpublished in the log for the relay.
-func (o *Outbox) Publish(ctx context.Context, ev store.Event) {
-	o.PublishCommitted(ctx, []store.Event{ev})
-}
-
 // PublishCommitted is the fast path for the events of a group commit
 // (store.OnCommit): all of them in one pipelined round trip, in the given
-// order, which is seq order per merchant. Like Publish it never fails; a
-// failure of any event starts the cooldown.
+// order, which is seq order per merchant. It never fails: what it cannot
+// publish stays unpublished in the log for the relay; a failure of any
+// event starts the cooldown.
 func (o *Outbox) PublishCommitted(ctx context.Context, evs []store.Event) {
 	if len(evs) == 0 || o.now().UnixNano() < o.brokenUntil.Load() {
 		return

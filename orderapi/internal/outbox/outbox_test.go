@@ -84,12 +84,13 @@ func seqRange(from, to uint64) []uint64 {
 	return s
 }
 
-func post(t *testing.T, env *apitest.Env, tok, merchant string) {
+func post(t *testing.T, env *apitest.Env, tok, merchant string) apitest.Response {
 	t.Helper()
 	r := env.Do(t, http.MethodPost, "/orders", tok, `{"merchantId":"`+merchant+`","date":"2022-06-22","price":36}`)
 	if r.Status != http.StatusCreated {
 		t.Fatalf("POST /orders: %d %s", r.Status, r.Body)
 	}
+	return r
 }
 
 // With Redis stopped, orders still commit (201). When Redis comes back
@@ -256,18 +257,31 @@ func grep(s, prefix string) string {
 	return strings.Join(out, "\n")
 }
 
-// An order's event is in Redis when its 201 arrives: the group commit
-// publishes before its orders are answered.
+// An event is in Redis when the answer of the request that made it
+// arrives: an order's 201 (the group commit publishes before its orders
+// are answered), and a process's or first seen's 200.
 func TestPublishedBeforeAnswer(t *testing.T) {
 	apitest.Each(t, func(t *testing.T, dialect string) {
 		env := apitest.Start(t, apitest.Options{Dialect: dialect})
 		st := stream.New(redistest.SharedClient(t))
 		member := apitest.Token(t, token.RoleMember, "u1")
 		m := redistest.Unique("m")
+		merchant := apitest.Token(t, token.RoleMerchant, m)
+		var orderNos []string
 		for seq := uint64(1); seq <= 3; seq++ {
-			post(t, env, member, m)
+			var o wire.Order
+			post(t, env, member, m).Decode(t, &o)
+			orderNos = append(orderNos, o.OrderNo)
 			if s, err := st.State(t.Context(), m); err != nil || s.Seq != seq {
 				t.Fatalf("state after the 201 of order %d: %+v %v", seq, s, err)
+			}
+		}
+		for i, path := range []string{"/orders/" + orderNos[0] + "/process", "/orders/" + orderNos[1] + "/seen"} {
+			if r := env.Do(t, http.MethodPost, path, merchant, ""); r.Status != http.StatusOK {
+				t.Fatalf("POST %s: %d %s", path, r.Status, r.Body)
+			}
+			if s, err := st.State(t.Context(), m); err != nil || s.Seq != uint64(4+i) {
+				t.Fatalf("state after the 200 of %s: %+v %v", path, s, err)
 			}
 		}
 	})

@@ -20,7 +20,7 @@ import (
 // BenchmarkCreateOrder measures POST /orders end to end: 64 parallel HTTP
 // clients over loopback with keep-alive, the whole transaction (order,
 // merchant bump, event row) committed on SQLite or PostgreSQL, and the
-// Redis publish after the answer. Orders spread over 32 merchants, so the
+// Redis publish before the answer. Orders spread over 32 merchants, so the
 // per-merchant row lock is contended the way a busy shop would be. It
 // reports orders/s and latency percentiles as seen by the clients.
 //

@@ -112,7 +112,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 		placed = s.alerts.Placed
 	}
 	orders := order.New(order.Deps{
-		Store: s.store, Outbox: s.outbox, Presence: pres, Streams: streams,
+		Store: s.store, Presence: pres, Streams: streams,
 		Metrics: m, Logger: d.Logger, OrderRate: limiter, RegisteredOnly: cfg.Merchants == MerchantsRegistered,
 		Placed: placed, AlertsOn: cfg.Attention.On(),
 	})

@@ -191,13 +191,17 @@ func (s *Store) ProcessOrder(ctx context.Context, orderNo string, frame FrameFun
 // transition is an order's one-time change: update (with args(now in ms))
 // returns the row only the first time; then the merchant's counters move
 // with merchantQ and the event built by frame is written, in one
-// transaction, with ok true. A later call returns the order with ok false.
-// ErrNotFound when there is no such order.
+// transaction, with ok true, and goes through the OnCommit function before
+// transition returns, as an order's does. A later call returns the order
+// with ok false. ErrNotFound when there is no such order.
 func (s *Store) transition(ctx context.Context, orderNo, update, merchantQ string, args func(int64) []any, frame FrameFunc) (o wire.Order, ev Event, ok bool, err error) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		o, ev, ok, err = s.transitionTx(ctx, tx, s.now(), orderNo, update, merchantQ, args, frame)
 		return err
 	})
+	if err == nil && ok {
+		s.publishCommitted([]Event{ev})
+	}
 	return o, ev, ok, err
 }
 
