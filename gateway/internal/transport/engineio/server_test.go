@@ -300,10 +300,9 @@ func TestWebSocketOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.CloseNow()
-	first := read(t, ws)
-	var o openPacket
-	if !strings.HasPrefix(first, "0") || json.Unmarshal([]byte(first[1:]), &o) != nil || len(o.Upgrades) != 0 {
-		t.Fatalf("open packet %q", first)
+	o := opened(t, ws)
+	if len(o.Upgrades) != 0 {
+		t.Fatalf("open packet %+v offers upgrades over a websocket", o)
 	}
 	if got := read(t, ws); got != "2" {
 		t.Fatalf("want a ping, got %q", got)
@@ -491,10 +490,7 @@ func TestWebSocketBatch(t *testing.T) {
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(-1)
-	var o openPacket
-	if first := read(t, ws); !strings.HasPrefix(first, "0") || json.Unmarshal([]byte(first[1:]), &o) != nil {
-		t.Fatalf("open packet %q", first)
-	}
+	o := opened(t, ws)
 	sess := srv.lookup(o.SID)
 	var batch [][]byte
 	for i, n := range []int{1, 59, 60, 61, 63, 64, 65, 126, 200, 4096, 70000} {
@@ -582,10 +578,7 @@ func TestWebSocketStalledWrite(t *testing.T) {
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(-1)
-	var o openPacket
-	if first := read(t, ws); !strings.HasPrefix(first, "0") || json.Unmarshal([]byte(first[1:]), &o) != nil {
-		t.Fatalf("open packet %q", first)
-	}
+	o := opened(t, ws)
 	sess := f.srv.lookup(o.SID)
 	var batch [][]byte
 	for i := range 1000 { // 16 MiB: more than the kernel buffers hold
@@ -603,4 +596,14 @@ func TestWebSocketStalledWrite(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("write of a stalled batch: %v", err)
 	}
+}
+
+// opened reads the open packet a websocket session starts with.
+func opened(t *testing.T, ws *websocket.Conn) openPacket {
+	t.Helper()
+	var o openPacket
+	if first := read(t, ws); !strings.HasPrefix(first, "0") || json.Unmarshal([]byte(first[1:]), &o) != nil {
+		t.Fatalf("open packet %q", first)
+	}
+	return o
 }
